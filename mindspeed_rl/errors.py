@@ -1,0 +1,34 @@
+"""User-facing errors: one line that says what is wrong and how to fix it, exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., int])
+
+
+class UserError(ValueError):
+    """An error the user caused (paths, config, data rows, checkpoint layout).
+
+    The message is shown as it is, on one line, so it must name the culprit and the fix.
+    """
+
+
+def cli_entry(main: F) -> F:
+    """Wrap a CLI ``main`` so a :class:`UserError` prints one line and exits with code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            prog = getattr(main, "__module__", "mindspeed-rl").rsplit(".", 1)[-1]
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+
+    return wrapper  # type: ignore[return-value]
