@@ -1,0 +1,132 @@
+"""Math answer accuracy: the response's final answer against the ground truth.
+
+Symbolic equivalence comes from Hugging Face's ``math-verify``. What it misses on R1-style output
+is handled here: it only looks for LaTeX inside ``$...$``, ``\\[...\\]`` or ``\\boxed{}``, so an
+answer written bare inside ``<answer>`` tags (``<answer>\\left( 3, \\frac{\\pi}{2} \\right)</answer>``)
+is read as the first number it can find (``3``). The answer is therefore cut out here first
+(see :func:`~mindspeed_rl.rewards.extract.extract_answer`) and handed over inside ``\\boxed{}``.
+
+math-verify's own timeouts use ``signal.alarm``, which only works on a process's main thread (not
+in a Ray actor's worker thread); they are switched off here and the process pool that runs the
+scorers enforces the time limit instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from math_verify import parse, verify
+
+from mindspeed_rl.rewards.base import NO_ANSWER, WRONG, Score
+from mindspeed_rl.rewards.extract import extract_answer, plain_number
+
+# Competition answers are short. Anything longer is prose or an attack on the parser, and is
+# not worth a trip through it.
+MAX_ANSWER_CHARS = 400
+
+_DELIMITERS = ("$", "\\(", "\\)", "\\[", "\\]")
+_NO_MEANING = (
+    "\\displaystyle",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\:",
+    "\\%",
+    "%",
+    "^{\\circ}",
+    "^\\circ",
+    "°",
+    "{,}",
+)
+_FRAC_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
+_SIZING_RE = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])")
+_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_MATH_SPAN_RE = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_LETTERS_RE = re.compile(r"[A-Za-z ()]+")
+
+
+def normalize_latex(text: str) -> str:
+    """Drop what does not change a final answer's value: delimiters, sizing, units of %, degrees."""
+    # "\$" is a currency sign, "$" a math delimiter: neither changes the value.
+    text = text.strip().replace("\\$", "")
+    for token in _DELIMITERS:
+        text = text.replace(token, "")
+    for token in _NO_MEANING:
+        text = text.replace(token, "")
+    text = _SIZING_RE.sub("", _FRAC_RE.sub(r"\\frac", text))
+    return text.strip().rstrip(".").strip()
+
+
+def _compact(text: str) -> str:
+    """A spacing-insensitive key with ``\\text{}`` unwrapped."""
+    return re.sub(r"\s+", "", _TEXT_RE.sub(r"\1", text))
+
+
+def _is_prose(text: str) -> bool:
+    """Whether an answer is a sentence (two or more words outside math and LaTeX commands)."""
+    bare = _MATH_SPAN_RE.sub(" ", text)
+    bare = _COMMAND_RE.sub(" ", _TEXT_RE.sub(" ", bare))
+    return len(_WORD_RE.findall(bare)) >= 2
+
+
+def _words(text: str) -> str | None:
+    """An answer made only of letters (``\\text{Evelyn}``, ``(C)``) as a lower-case key."""
+    unwrapped = _TEXT_RE.sub(r"\1", text)
+    if not _LETTERS_RE.fullmatch(unwrapped):
+        return None
+    return re.sub(r"[\s()]", "", unwrapped).lower()
+
+
+def _is_text_answer(label: str) -> bool:
+    """Whether a label is words or a choice (``\\text{Evelyn}``, ``(C)``), not a variable."""
+    return _words(label) is not None and (
+        "\\text" in label or "(" in label or _WORD_RE.search(label) is not None
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(label: str) -> tuple:
+    # GRPO scores G responses per prompt against the same label: parse it once.
+    return tuple(parse("\\boxed{" + label + "}", parsing_timeout=None))
+
+
+def _parse_prediction(answer: str) -> list:
+    if _is_prose(answer):
+        # A sentence ("the answer is $5$"): math-verify's own anchors and delimiters apply.
+        return parse(answer, parsing_timeout=None)
+    return parse("\\boxed{" + normalize_latex(answer) + "}", parsing_timeout=None)
+
+
+def judge_equivalent(answer: str, label: str) -> bool:
+    """Whether the extracted ``answer`` means the same as the ground-truth ``label``."""
+    pred, gold = normalize_latex(answer), normalize_latex(label)
+    if _compact(pred) == _compact(gold):
+        return True
+    pred_number, gold_number = plain_number(pred), plain_number(gold)
+    if pred_number is not None and gold_number is not None:
+        return pred_number == gold_number
+    if _is_text_answer(gold):
+        # math-verify reads words as products of symbols, so "Evelyn" would equal any anagram.
+        return _words(pred) == _words(gold)
+    gold_parsed = _parse_gold(gold)
+    if not gold_parsed:
+        return False
+    return verify(list(gold_parsed), _parse_prediction(answer), timeout_seconds=None)
+
+
+def math_accuracy(response: str, label: str) -> Score:
+    """1.0 if the response's final answer is equivalent to ``label``, else 0.0 with the reason."""
+    try:
+        answer = extract_answer(response)
+        if answer is None:
+            return Score(0.0, NO_ANSWER)
+        if not answer:
+            return Score(0.0, "empty answer")
+        if len(answer) > MAX_ANSWER_CHARS:
+            return Score(0.0, "answer too long")
+        return Score(1.0) if judge_equivalent(answer, label) else Score(0.0, WRONG)
+    except Exception as err:  # a scorer never raises on model output
+        return Score(0.0, f"error: {type(err).__name__}")

@@ -1,0 +1,144 @@
+"""Named scorers, their weighted combination, and the batch API the trainer calls.
+
+    scorer = RewardScorer(RewardConfig(scorers={"math": 1.0, "format": 0.1}, timeout_s=1.0))
+    results = scorer.score_batch(responses, labels)   # results[i].total, results[i].parts
+
+Every (response, scorer) pair runs in a worker process with its own time limit, so a scorer
+that hangs costs one sample's score, never the batch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mindspeed_rl.rewards.base import Scorer
+from mindspeed_rl.rewards.countdown import countdown_accuracy
+from mindspeed_rl.rewards.format import r1_format_lenient, r1_format_strict
+from mindspeed_rl.rewards.gsm8k import gsm8k_accuracy
+from mindspeed_rl.rewards.math import math_accuracy
+from mindspeed_rl.rewards.pool import ScorerPool
+
+SCORERS: dict[str, Scorer] = {
+    "math": math_accuracy,
+    "format": r1_format_strict,
+    "format_lenient": r1_format_lenient,
+    "gsm8k": gsm8k_accuracy,
+    "countdown": countdown_accuracy,
+}
+"""Built-in scorers by name. A config may also name any ``package.module:function``."""
+
+_resolved: dict[str, Scorer] = {}
+
+
+def resolve_scorer(name: str) -> Scorer:
+    """The scorer called ``name``: a built-in, or ``module:function`` imported on first use."""
+    if name in SCORERS:
+        return SCORERS[name]
+    if name not in _resolved:
+        module_name, sep, attr = name.partition(":")
+        if not sep:
+            known = ", ".join(sorted(SCORERS))
+            raise ValueError(f"unknown scorer {name!r}; use one of {known} or 'module:function'")
+        try:
+            function = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"scorer {name!r} cannot be imported: {err}") from err
+        if not callable(function):
+            raise ValueError(f"scorer {name!r} is not callable")
+        _resolved[name] = function
+    return _resolved[name]
+
+
+def warm_up() -> None:
+    """Run each built-in scorer once, so a fresh worker's first real sample is not the one that
+    pays for building math-verify's LaTeX parser."""
+    for scorer in SCORERS.values():
+        scorer("<think>x</think> <answer>\\frac{1}{2}</answer>", "0.5")
+
+
+@dataclass
+class RewardConfig:
+    """Which scorers make the reward, with what weights, under what limits."""
+
+    scorers: dict[str, float] = field(default_factory=lambda: {"math": 1.0})
+    """Scorer name -> weight; the reward is the weighted sum. Weight 0 logs a scorer's part
+    without rewarding it."""
+    timeout_s: float = 1.0
+    """Per-sample, per-scorer time limit in seconds; a sample that runs past it scores 0."""
+    workers: int = 2
+    """Scorer processes."""
+    memory_limit_mb: int | None = 4096
+    """Address-space limit of each scorer process (None: no limit); a sample that hits it
+    scores 0."""
+
+    def __post_init__(self) -> None:
+        if not self.scorers:
+            raise ValueError("reward.scorers is empty; name at least one scorer, e.g. {math: 1.0}")
+        for name, weight in self.scorers.items():
+            resolve_scorer(name)
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"reward.scorers.{name}: weight must be a number, got {weight!r}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"reward.timeout_s must be > 0, got {self.timeout_s}")
+        if self.workers < 1:
+            raise ValueError(f"reward.workers must be >= 1, got {self.workers}")
+        if self.memory_limit_mb is not None and self.memory_limit_mb < 256:
+            raise ValueError(f"reward.memory_limit_mb must be >= 256, got {self.memory_limit_mb}")
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """The reward of one response, with the parts it is made of."""
+
+    total: float
+    """Weighted sum of the parts."""
+    parts: dict[str, float]
+    """Scorer name -> its score (unweighted), for logging."""
+    reasons: dict[str, str]
+    """Scorer name -> why it did not give full marks ("" when it did)."""
+
+
+class RewardScorer:
+    """Scores batches of responses with the configured scorers in a pool of processes."""
+
+    def __init__(self, config: RewardConfig):
+        self.config = config
+        self._pool = ScorerPool(config.workers, config.timeout_s, config.memory_limit_mb)
+
+    def score_batch(self, responses: Sequence[str], labels: Sequence[str]) -> list[RewardResult]:
+        """One :class:`RewardResult` per response; ``labels[i]`` is the ground truth of
+        ``responses[i]``. Never raises on model output."""
+        if len(responses) != len(labels):
+            raise ValueError(f"{len(responses)} responses but {len(labels)} labels")
+        names = list(self.config.scorers)
+        tasks = [(name, r, lab) for r, lab in zip(responses, labels) for name in names]
+        scores = self._pool.run(tasks)
+        results = []
+        for i in range(len(responses)):
+            mine = dict(zip(names, scores[i * len(names) : (i + 1) * len(names)]))
+            results.append(
+                RewardResult(
+                    total=sum(self.config.scorers[n] * s.value for n, s in mine.items()),
+                    parts={n: s.value for n, s in mine.items()},
+                    reasons={n: s.reason for n, s in mine.items()},
+                )
+            )
+        return results
+
+    @property
+    def restarts(self) -> int:
+        """Scorer processes replaced after a timeout or crash so far."""
+        return self._pool.restarts
+
+    def close(self) -> None:
+        """Stop the scorer processes."""
+        self._pool.close()
+
+    def __enter__(self) -> RewardScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
