@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 EXIT_USER_ERROR = 2
@@ -27,7 +28,7 @@ def cli_entry(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            prog = getattr(main, "__module__", "mindspeed-rl").rsplit(".", 1)[-1]
+            prog = Path(sys.argv[0]).stem or "mindspeed-rl"
             print(f"{prog}: error: {err}", file=sys.stderr)
             return EXIT_USER_ERROR
 

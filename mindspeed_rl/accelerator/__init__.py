@@ -1,0 +1,24 @@
+"""The one place that knows about NPUs, CUDA GPUs and CPUs.
+
+Everything device-specific goes through here: which device this process uses, which
+collective backend, and the small CPU shim that lets megatron-core run without CUDA. Nothing
+else in the package calls ``torch.cuda`` or imports ``torch_npu``.
+"""
+
+from mindspeed_rl.accelerator.device import (
+    Accelerator,
+    DeviceKind,
+    get_accelerator,
+    init_distributed,
+    prepare_for_megatron,
+    prepare_for_vllm,
+)
+
+__all__ = [
+    "Accelerator",
+    "DeviceKind",
+    "get_accelerator",
+    "init_distributed",
+    "prepare_for_megatron",
+    "prepare_for_vllm",
+]

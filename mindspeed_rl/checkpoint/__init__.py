@@ -1,0 +1,1 @@
+"""Checkpoints: HF <-> Megatron conversion at any TP/PP, and RL training checkpoints."""

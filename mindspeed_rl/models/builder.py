@@ -1,0 +1,105 @@
+"""Build megatron-core's GPTModel for a :class:`ModelSpec` with the local layer spec.
+
+The local spec needs neither Transformer Engine nor apex, so the same model runs on CPU,
+CUDA and NPU. Call after ``megatron.core.parallel_state.initialize_model_parallel``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+from megatron.core.transformer import TransformerConfig
+
+from mindspeed_rl.models.spec import ModelSpec
+
+
+def transformer_config(
+    spec: ModelSpec,
+    tp: int,
+    pp: int,
+    params_dtype: torch.dtype = torch.float32,
+    sequence_parallel: bool = False,
+    recompute: bool = False,
+) -> TransformerConfig:
+    """megatron-core's TransformerConfig for a Llama-like decoder."""
+    bf16 = params_dtype == torch.bfloat16
+    fp16 = params_dtype == torch.float16
+    return TransformerConfig(
+        num_layers=spec.num_layers,
+        hidden_size=spec.hidden_size,
+        num_attention_heads=spec.num_attention_heads,
+        num_query_groups=spec.num_kv_heads,
+        kv_channels=spec.head_dim,
+        ffn_hidden_size=spec.ffn_hidden_size,
+        tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        sequence_parallel=sequence_parallel and tp > 1,
+        normalization="RMSNorm",
+        layernorm_epsilon=spec.norm_eps,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=spec.qkv_bias,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        # Fused kernels are CUDA-only; the unfused paths compute the same functions.
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+        gradient_accumulation_fusion=False,
+        use_cpu_initialization=True,
+        params_dtype=params_dtype,
+        bf16=bf16,
+        fp16=fp16,
+        pipeline_dtype=params_dtype,
+        attention_softmax_in_fp32=True,
+        recompute_granularity="full" if recompute else None,
+        recompute_method="uniform" if recompute else None,
+        recompute_num_layers=1 if recompute else None,
+    )
+
+
+def build_gpt_model(
+    spec: ModelSpec,
+    padded_vocab_size: int,
+    params_dtype: torch.dtype = torch.float32,
+    max_sequence_length: int | None = None,
+    recompute: bool = False,
+) -> GPTModel:
+    """This rank's pipeline stage of the model, on the CPU (move it with ``.to(device)``)."""
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute)
+    model = GPTModel(
+        config=config,
+        transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
+        vocab_size=padded_vocab_size,
+        max_sequence_length=max_sequence_length or spec.max_position_embeddings,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
+        share_embeddings_and_output_weights=spec.tie_word_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(spec.rope_theta),
+    )
+    return model.to(params_dtype)
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a Megatron state dict into ``model``; every parameter must be covered.
+
+    Transformer Engine's ``_extra_state`` entries are optional, since converted checkpoints
+    carry none.
+    """
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not match the model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )

@@ -1,0 +1,107 @@
+"""Model families: how one HF architecture maps onto megatron-core's GPTModel.
+
+Each family (one folder each) reads its HF config into a :class:`ModelSpec` and names the HF
+tensors of a decoder layer. The layout work shared by every dense Llama-like family (fused
+QKV with grouped-query attention, fused gate/up, TP splits) lives in
+:mod:`mindspeed_rl.models.layout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class HFLayerNames:
+    """HF tensor names of one decoder layer (``{i}`` is the global layer index)."""
+
+    q: str = "model.layers.{i}.self_attn.q_proj"
+    k: str = "model.layers.{i}.self_attn.k_proj"
+    v: str = "model.layers.{i}.self_attn.v_proj"
+    o: str = "model.layers.{i}.self_attn.o_proj.weight"
+    gate: str = "model.layers.{i}.mlp.gate_proj.weight"
+    up: str = "model.layers.{i}.mlp.up_proj.weight"
+    down: str = "model.layers.{i}.mlp.down_proj.weight"
+    input_norm: str = "model.layers.{i}.input_layernorm.weight"
+    post_attn_norm: str = "model.layers.{i}.post_attention_layernorm.weight"
+
+
+@dataclass(frozen=True)
+class HFGlobalNames:
+    """HF tensor names outside the decoder layers."""
+
+    embedding: str = "model.embed_tokens.weight"
+    final_norm: str = "model.norm.weight"
+    lm_head: str = "lm_head.weight"
+
+
+class ModelFamily:
+    """Base class of a model family; subclasses set the names and read the config."""
+
+    name: str = ""
+    architectures: tuple[str, ...] = ()
+    layer_names = HFLayerNames()
+    global_names = HFGlobalNames()
+
+    def spec_from_hf_config(self, config: dict) -> ModelSpec:
+        raise NotImplementedError
+
+    def hf_config_overrides(self, spec: ModelSpec) -> dict:
+        """Keys a saved HF config.json must carry for this family (used on export)."""
+        return {}
+
+
+def rope_theta_of(config: dict, default: float) -> float:
+    """RoPE base from either the transformers<5 key or the ``rope_parameters`` dict."""
+    params = config.get("rope_parameters") or {}
+    return float(params.get("rope_theta", config.get("rope_theta", default)))
+
+
+def require_keys(config: dict, keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}; is it a complete HF config.json?")
+
+
+_BY_ARCHITECTURE: dict[str, ModelFamily] = {}
+_BY_NAME: dict[str, ModelFamily] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    _BY_NAME[family.name] = family
+    for arch in family.architectures:
+        _BY_ARCHITECTURE[arch] = family
+    return family
+
+
+def _load_families() -> None:
+    import mindspeed_rl.models.llama  # noqa: F401  (registers)
+    import mindspeed_rl.models.qwen2  # noqa: F401  (registers)
+
+
+def supported_architectures() -> list[str]:
+    _load_families()
+    return sorted(_BY_ARCHITECTURE)
+
+
+def family_for_architecture(architecture: str) -> ModelFamily:
+    """The family of an HF ``architectures[0]`` entry, or a UserError listing the supported."""
+    _load_families()
+    family = _BY_ARCHITECTURE.get(architecture)
+    if family is None:
+        raise UserError(
+            f"unsupported architecture {architecture!r}; supported: "
+            + ", ".join(supported_architectures())
+        )
+    return family
+
+
+def family_by_name(name: str) -> ModelFamily:
+    """The family registered as ``name`` (as stored in checkpoints)."""
+    _load_families()
+    if name not in _BY_NAME:
+        raise UserError(f"unknown model family {name!r}; known: {', '.join(sorted(_BY_NAME))}")
+    return _BY_NAME[name]

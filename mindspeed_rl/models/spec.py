@@ -1,0 +1,74 @@
+"""An architecture-neutral description of a dense decoder-only transformer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mindspeed_rl.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shapes and options shared by the HF and Megatron views of one model."""
+
+    family: str
+    """Model family name (``llama``, ``qwen2``)."""
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    """Key/value heads (query groups); equal to the attention heads without GQA."""
+    head_dim: int
+    ffn_hidden_size: int
+    vocab_size: int
+    """Vocabulary size of the HF checkpoint (unpadded)."""
+    max_position_embeddings: int
+    rope_theta: float
+    norm_eps: float
+    tie_word_embeddings: bool
+    qkv_bias: bool
+    """Whether the q/k/v projections carry a bias (Qwen2 does, Llama does not)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        return cls(**data)
+
+    @property
+    def heads_per_group(self) -> int:
+        return self.num_attention_heads // self.num_kv_heads
+
+    def padded_vocab_size(self, tp: int, divisible_by: int) -> int:
+        """Vocab rows in the Megatron embedding: a multiple of ``divisible_by * tp``."""
+        multiple = divisible_by * tp
+        return -(-self.vocab_size // multiple) * multiple
+
+    def check_parallel(self, tp: int, pp: int) -> None:
+        """Refuse a TP/PP layout this model cannot be split into, naming the conflict."""
+        if tp < 1 or pp < 1:
+            raise UserError(f"TP and PP must be >= 1, got TP={tp} PP={pp}")
+        for what, size in (
+            ("attention heads", self.num_attention_heads),
+            ("KV heads", self.num_kv_heads),
+            ("FFN hidden size", self.ffn_hidden_size),
+        ):
+            if size % tp:
+                raise UserError(
+                    f"TP={tp} does not divide the model's {what} ({size}); "
+                    f"choose a TP that divides {size}"
+                )
+        if pp > self.num_layers:
+            raise UserError(
+                f"PP={pp} is larger than the model's layer count ({self.num_layers}); "
+                f"use PP <= {self.num_layers}"
+            )
+        if self.num_layers % pp:
+            raise UserError(
+                f"PP={pp} does not divide the model's layer count ({self.num_layers}); "
+                f"choose a PP that divides {self.num_layers}"
+            )
+
+    def layers_per_stage(self, pp: int) -> int:
+        return self.num_layers // pp

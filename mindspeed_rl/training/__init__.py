@@ -1,0 +1,1 @@
+"""Training on megatron-core: parallel state, pipeline schedule, log-probs, losses, optimizer."""

@@ -1,0 +1,105 @@
+"""A device-agnostic pipeline schedule for megatron-core's GPTModel.
+
+megatron-core's own schedules allocate counters with ``device="cuda"`` and synchronise CUDA
+streams, so they cannot run on CPU (or, without torch_npu's mapping, on NPU). This schedule
+is GPipe-style: every micro-batch goes forward through the stages, then every micro-batch
+goes backward in reverse order. Activations travel between neighbouring stages with
+point-to-point send / recv on the pipeline group; with PP=1 it is a plain loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+
+
+@dataclass
+class MicroBatch:
+    """Inputs of one micro-batch; every micro-batch of a step has the same shape."""
+
+    tokens_BS: torch.Tensor
+    position_ids_BS: torch.Tensor
+    attention_mask_B1SS: torch.Tensor
+    """True where attention is NOT allowed (Megatron's convention)."""
+    extra: dict[str, torch.Tensor]
+    """Whatever the loss needs (labels, masks, advantages, ...), on the last stage."""
+
+
+# loss_fn(logits_BSV_local, micro_batch) -> (loss to backprop, outputs to return)
+LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, Any]]
+
+
+def causal_mask(seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[1, 1, S, S]`` boolean mask, True above the diagonal (future positions)."""
+    return torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool, device=device), 1)[None, None]
+
+
+def _recv(shape: Sequence[int], dtype: torch.dtype, device: torch.device, src: int):
+    buf = torch.empty(*shape, dtype=dtype, device=device)
+    dist.recv(buf, src=src, group=parallel_state.get_pipeline_model_parallel_group())
+    return buf
+
+
+def _send(tensor: torch.Tensor, dst: int) -> None:
+    dist.send(
+        tensor.contiguous(), dst=dst, group=parallel_state.get_pipeline_model_parallel_group()
+    )
+
+
+def forward_backward(
+    model: torch.nn.Module,
+    micro_batches: Sequence[MicroBatch],
+    loss_fn: LossFn,
+    forward_only: bool,
+    hidden_size: int,
+    dtype: torch.dtype,
+) -> list[Any]:
+    """Run every micro-batch through this rank's stage; backward unless ``forward_only``.
+
+    Returns what ``loss_fn`` returned for each micro-batch on the last stage, and an empty
+    list on other stages. Gradients accumulate into the parameters' ``.grad``.
+    """
+    first = parallel_state.is_pipeline_first_stage()
+    last = parallel_state.is_pipeline_last_stage()
+    prev_rank = parallel_state.get_pipeline_model_parallel_prev_rank()
+    next_rank = parallel_state.get_pipeline_model_parallel_next_rank()
+    device = next(model.parameters()).device
+    inputs: list[torch.Tensor | None] = []
+    outputs: list[torch.Tensor] = []
+    results: list[Any] = []
+
+    with torch.set_grad_enabled(not forward_only):
+        for mb in micro_batches:
+            batch, seq = mb.tokens_BS.shape
+            input_SBH = None
+            if not first:
+                input_SBH = _recv((seq, batch, hidden_size), dtype, device, prev_rank)
+                input_SBH.requires_grad_(not forward_only)
+                model.set_input_tensor(input_SBH)
+            out = model(mb.tokens_BS, mb.position_ids_BS, attention_mask=mb.attention_mask_B1SS)
+            if last:
+                loss, result = loss_fn(out, mb)
+                results.append(result)
+                out = loss
+            else:
+                _send(out.detach(), next_rank)
+            inputs.append(input_SBH)
+            outputs.append(out)
+
+    if forward_only:
+        return results
+    for input_SBH, out in zip(reversed(inputs), reversed(outputs)):
+        if last:
+            out.backward()
+        else:
+            grad_SBH = _recv(out.shape, out.dtype, device, next_rank)
+            out.backward(grad_SBH)
+        if not first:
+            assert input_SBH is not None and input_SBH.grad is not None
+            _send(input_SBH.grad, prev_rank)
+    return results

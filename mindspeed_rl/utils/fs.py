@@ -1,0 +1,50 @@
+"""Filesystem helpers: outputs appear whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from mindspeed_rl.errors import UserError
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    """Refuse to write over a non-empty directory unless ``overwrite`` is set."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a directory; pick another path")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"output directory {path} is not empty; remove it or pass --overwrite")
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``final``; on success it replaces ``final`` by rename.
+
+    On any exception the temporary directory is removed and ``final`` is left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny random HF models and the bundled SmolLM2 directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2_DIR = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"
+
+# Keep each test process (and its spawned ranks) to the machine's cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    if not (SMOLLM2_DIR / ".complete").is_file():
+        pytest.fail(
+            f"{SMOLLM2_DIR} is missing: run `python tools/prepare_smollm2.py` "
+            "(scripts/test.sh does it)"
+        )
+    return SMOLLM2_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model("qwen2", tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
