@@ -93,6 +93,7 @@ def hf_to_mcore(
             for r in range(tp):
                 mf.save_rank(tmp, CONVERTED_ITERATION, r, pp_rank, meta, shards[r])
             del shards
+            reader.close()
         mf.write_tracker(tmp, CONVERTED_ITERATION)
         reader.copy_metadata_files(tmp / mf.HF_META_DIR)
     return meta
@@ -135,6 +136,8 @@ def mcore_to_hf(
                     head = L.merge_vocab([s[L.OUTPUT_LAYER] for s in states], spec.vocab_size)
                     writer.add(names.lm_head, head)
             del states
+            # One stage's weights in flight at a time: input maps and output buffer.
+            writer.flush()
         writer.finish()
         _write_hf_metadata(load_dir / mf.HF_META_DIR, tmp, meta)
     return meta

@@ -74,6 +74,10 @@ class HFCheckpointReader:
             self._handles[f] = safe_open(f, framework="pt")
         return self._handles[f].get_tensor(name)  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        """Drop the memory maps, so the pages read so far stop counting against RSS."""
+        self._handles.clear()
+
     def dtype(self) -> torch.dtype:
         """The dtype of the first floating tensor (the checkpoint's storage dtype)."""
         for name in self._file_of:
