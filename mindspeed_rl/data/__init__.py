@@ -1,0 +1,1 @@
+"""Data: prompt templates, dataset handlers, preprocessing to indexed datasets, prompt loader."""

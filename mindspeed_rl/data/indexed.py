@@ -1,0 +1,115 @@
+"""Preprocessed prompt datasets as Megatron indexed datasets.
+
+A dataset at ``PREFIX`` is five files:
+
+- ``PREFIX_prompt.bin/.idx``: the prompt token ids of each row (int32),
+- ``PREFIX_label.bin/.idx``: the ground-truth label of each row, UTF-8 bytes (uint8),
+- ``PREFIX_summary.json``: what preprocessing read, kept and dropped, and why.
+
+Both indexed datasets go through megatron-core's ``IndexedDatasetBuilder`` / ``IndexedDataset``,
+so they are memory-mapped and readable by any Megatron tooling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindspeed_rl.errors import UserError
+
+with warnings.catch_warnings():
+    # megatron.core's package import warns about missing Transformer Engine / Apex, which the
+    # indexed dataset code does not use.
+    warnings.simplefilter("ignore", UserWarning)
+    from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
+
+PROMPT = "_prompt"
+LABEL = "_label"
+SUMMARY = "_summary.json"
+
+
+def dataset_files(prefix: str | Path) -> list[Path]:
+    """Every file of the dataset at ``prefix``, the summary last (it marks a complete dataset)."""
+    prefix = str(prefix)
+    return [Path(prefix + part + ext) for part in (PROMPT, LABEL) for ext in (".bin", ".idx")] + [
+        Path(prefix + SUMMARY)
+    ]
+
+
+def write_prompt_dataset(
+    prefix: str | Path,
+    rows: Iterable[tuple[list[int], str]],
+    summary: dict[str, Any],
+) -> int:
+    """Write ``(prompt ids, label)`` rows and ``summary`` at ``prefix``; returns the row count.
+
+    Files are written under a temporary prefix and renamed into place at the end, summary last,
+    so a crash leaves no half-written dataset at ``prefix``.
+    """
+    final = Path(prefix)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    prompts = IndexedDatasetBuilder(str(temp) + PROMPT + ".bin", dtype=np.int32)
+    labels = IndexedDatasetBuilder(str(temp) + LABEL + ".bin", dtype=np.uint8)
+    count = 0
+    try:
+        for ids, label in rows:
+            prompts.add_item(torch.tensor(ids, dtype=torch.int32))
+            prompts.end_document()
+            label_bytes = np.frombuffer(label.encode("utf-8"), dtype=np.uint8).copy()
+            labels.add_item(torch.from_numpy(label_bytes))
+            labels.end_document()
+            count += 1
+        prompts.finalize(str(temp) + PROMPT + ".idx")
+        labels.finalize(str(temp) + LABEL + ".idx")
+        Path(str(temp) + SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        for temp_file, final_file in zip(dataset_files(temp), dataset_files(final)):
+            os.replace(temp_file, final_file)
+    finally:
+        for leftover in dataset_files(temp):
+            leftover.unlink(missing_ok=True)
+    return count
+
+
+class PromptDataset:
+    """Read access to a preprocessed prompt dataset: ids and label of row ``i``."""
+
+    def __init__(self, prefix: str | Path):
+        self.prefix = str(prefix)
+        missing = [str(p) for p in dataset_files(prefix) if not p.is_file()]
+        if missing:
+            raise UserError(
+                f"{self.prefix}: no preprocessed dataset ({missing[0]} is missing); "
+                "run `python cli/preprocess_data.py NAME` or fix the data prefix"
+            )
+        self.summary: dict[str, Any] = json.loads(Path(self.prefix + SUMMARY).read_text())
+        self._prompts = IndexedDataset(self.prefix + PROMPT)
+        self._labels = IndexedDataset(self.prefix + LABEL)
+        if len(self._prompts) != len(self._labels):
+            raise UserError(
+                f"{self.prefix}: {len(self._prompts)} prompts but {len(self._labels)} labels; "
+                "the dataset is damaged, preprocess it again"
+            )
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def prompt_ids(self, index: int) -> list[int]:
+        """Token ids of row ``index``'s prompt."""
+        return self._prompts[index].tolist()
+
+    def label(self, index: int) -> str:
+        """Ground-truth label of row ``index``."""
+        return self._labels[index].tobytes().decode("utf-8")
+
+    @property
+    def prompt_lengths(self) -> np.ndarray:
+        """Prompt length in tokens of every row."""
+        return self._prompts.sequence_lengths
