@@ -11,6 +11,7 @@ from fractions import Fraction
 
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
+_THINK_TAGS = ("<think>", "</think>")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # A truncated response often ends in a broken \boxed{; look a few boxes further back, no more,
 # so a response made of thousands of broken boxes stays linear.
@@ -71,14 +72,21 @@ def last_boxed(text: str) -> str | None:
 
 
 def answer_tag_content(text: str) -> str | None:
-    """The content of the last complete ``<answer>...</answer>`` pair, or None."""
+    """The content of the last complete ``<answer>...</answer>`` pair, or None.
+
+    A pair that straddles a think tag (``<answer>5</think></answer>``) is tangled tags, not an
+    answer.
+    """
     close = text.rfind(ANSWER_CLOSE)
     if close == -1:
         return None
     open_ = text.rfind(ANSWER_OPEN, 0, close)
     if open_ == -1:
         return None
-    return text[open_ + len(ANSWER_OPEN) : close]
+    content = text[open_ + len(ANSWER_OPEN) : close]
+    if any(tag in content for tag in _THINK_TAGS):
+        return None
+    return content
 
 
 def extract_answer(response: str) -> str | None:

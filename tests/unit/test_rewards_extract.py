@@ -42,6 +42,7 @@ def test_answer_tag_takes_last_complete_pair():
     assert answer_tag_content("<answer>1</answer> <answer>2</answer>") == "2"
     assert answer_tag_content("<answer>1</answer> <answer>2") == "1"
     assert answer_tag_content("<answer>1") is None
+    assert answer_tag_content("<think><answer>5</think></answer>") is None
 
 
 @pytest.mark.parametrize(
