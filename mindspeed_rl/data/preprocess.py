@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -157,6 +158,7 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
     questions: list[str] = []
     labels: list[str] = []
     bad_rows: list[str] = []
+    bad_kinds: Counter[str] = Counter()
     rows_read = 0
     records = read_records(input_path, config.input_format)
     for record in tqdm(records, desc="read", unit=" rows", disable=None if progress else True):
@@ -173,6 +175,8 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
             if not config.skip_bad_rows:
                 raise UserError(_bad_row(record.where, why))
             bad_rows.append(f"{record.where}: {why}")
+            # Group by what went wrong, without the column numbers and byte values.
+            bad_kinds[why.split(" (")[0].split(" at column")[0]] += 1
             continue
         questions.append(example.question)
         labels.append(example.label)
@@ -222,6 +226,10 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
         "rows_read": rows_read,
         "rows_kept": len(kept),
         "rows_dropped": {"bad_row": len(bad_rows), "too_long": too_long},
+        "dropped_why": {
+            **dict(bad_kinds.most_common()),
+            **({f"longer than {config.max_prompt_length} tokens": too_long} if too_long else {}),
+        },
         "bad_rows": bad_rows[:MAX_LISTED_BAD_ROWS],
         "prompt_tokens": {
             "min": min(lengths),

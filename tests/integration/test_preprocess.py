@@ -159,6 +159,12 @@ def test_skip_bad_rows_counts_them(tmp_path, smollm2_dir):
     assert (summary["rows_read"], summary["rows_kept"]) == (6, 2)
     assert summary["rows_dropped"] == {"bad_row": 4, "too_long": 0}
     assert summary["bad_rows"][0] == f"{source}:2: row has no key 'answer'"
+    assert summary["dropped_why"] == {
+        "row has no key 'answer'": 1,
+        "not valid UTF-8": 1,
+        "invalid JSON": 1,
+        "expected a JSON object, got list": 1,
+    }
 
 
 def test_everything_bad_or_too_long(tmp_path, smollm2_dir):
@@ -172,6 +178,7 @@ def test_everything_bad_or_too_long(tmp_path, smollm2_dir):
         tmp_path, write_jsonl(tmp_path / "e.jsonl", [GOOD, {**GOOD, "question": "Q " * 500}])
     )
     assert summary["rows_dropped"]["too_long"] == 1
+    assert summary["dropped_why"] == {"longer than 512 tokens": 1}
 
 
 def test_unknown_names(tmp_path, smollm2_dir):
