@@ -140,3 +140,14 @@ def test_never_raises_on_garbage():
     ]:
         assert math_accuracy(response, "5").value == 0.0
     assert math_accuracy("<answer>5</answer>", "\\frac{").value == 0.0
+
+
+def test_works_off_the_main_thread():
+    # math-verify's default timeouts use signal.alarm, which fails outside the main thread
+    # (as in a Ray actor); the scorer turns them off and the pool enforces time limits.
+    from concurrent.futures import ThreadPoolExecutor
+
+    response = "<answer>\\left( 3, \\frac{\\pi}{4} \\right)</answer>"
+    with ThreadPoolExecutor(1) as pool:
+        score = pool.submit(math_accuracy, response, "(3, \\pi/4)").result()
+    assert score.value == 1.0, score
