@@ -143,6 +143,24 @@ class ScorerPool:
                 queue.extendleft(reversed(worker.inflight))
             self._replace(worker)
 
+        def drain(worker: _Worker) -> None:
+            """Take every message the worker has sent so far; a lost worker is failed."""
+            nonlocal remaining
+            try:
+                while worker.conn.poll():
+                    message = worker.conn.recv()
+                    if message is None:
+                        worker.ready = True
+                        self._startup_failures = 0
+                        continue
+                    task_id, value, reason = message
+                    results[task_id] = Score(value, reason)
+                    remaining -= 1
+                    worker.inflight.popleft()
+                    worker.deadline = time.monotonic() + self.timeout_s
+            except (EOFError, OSError):
+                fail(worker, WORKER_DIED)
+
         while remaining:
             now = time.monotonic()
             for worker in list(self._workers):
@@ -159,25 +177,15 @@ class ScorerPool:
             timeout = max(0.0, min(waits, default=now + 1.0) - time.monotonic())
             readable = wait([w.conn for w in self._workers], timeout=timeout)
             for worker in [w for w in self._workers if w.conn in readable]:
-                try:
-                    while worker.conn.poll():
-                        message = worker.conn.recv()
-                        if message is None:
-                            worker.ready = True
-                            self._startup_failures = 0
-                            continue
-                        task_id, value, reason = message
-                        results[task_id] = Score(value, reason)
-                        remaining -= 1
-                        worker.inflight.popleft()
-                        worker.deadline = time.monotonic() + self.timeout_s
-                except (EOFError, OSError):
-                    fail(worker, WORKER_DIED)
-            now = time.monotonic()
+                drain(worker)
             for worker in list(self._workers):
-                if worker.inflight and now > worker.deadline:
-                    fail(worker, TIMEOUT)
-                elif not worker.ready and now > worker.started_at + STARTUP_TIMEOUT_S:
+                if worker.inflight and time.monotonic() > worker.deadline:
+                    # Results may have come in since wait() returned (this process can be
+                    # descheduled on a busy machine): count them before calling it a timeout.
+                    drain(worker)
+                    if worker in self._workers and time.monotonic() > worker.deadline:
+                        fail(worker, TIMEOUT)
+                elif not worker.ready and time.monotonic() > worker.started_at + STARTUP_TIMEOUT_S:
                     raise RuntimeError(
                         f"a scorer worker did not start within {STARTUP_TIMEOUT_S:.0f} s"
                     )
