@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from mindspeed_rl.data.handlers import RowError, RowView, get_handler
+from mindspeed_rl.data.handlers import Handler, RowError, RowView, get_handler
 from mindspeed_rl.data.indexed import SUMMARY, write_prompt_dataset
 from mindspeed_rl.data.readers import FORMATS, read_records
-from mindspeed_rl.data.templates import REPO_ROOT, get_template
+from mindspeed_rl.data.templates import REPO_ROOT, Template, get_template
 from mindspeed_rl.data.tokenization import encode_prompts, load_hf_tokenizer
 from mindspeed_rl.errors import UserError
 
@@ -144,6 +144,80 @@ def _bad_row(where: str, why: str) -> str:
     return f"{where}: {why}; fix the row, {hint}or set skip_bad_rows: true to skip such rows"
 
 
+@dataclass
+class _Rows:
+    """What reading a dataset gave: usable examples and the rows that were not."""
+
+    questions: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    read: int = 0
+    bad: list[str] = field(default_factory=list)
+    bad_kinds: Counter[str] = field(default_factory=Counter)
+
+
+def _read_rows(config: DatasetConfig, handler: Handler, input_path: Path, progress: bool) -> _Rows:
+    rows = _Rows()
+    records = read_records(input_path, config.input_format)
+    for record in tqdm(records, desc="read", unit=" rows", disable=None if progress else True):
+        if config.limit is not None and rows.read >= config.limit:
+            break
+        rows.read += 1
+        why = record.error
+        if why is None:
+            try:
+                example = handler.convert(RowView(record.row, config.map_keys))
+            except RowError as err:
+                why = str(err)
+        if why is not None:
+            if not config.skip_bad_rows:
+                raise UserError(_bad_row(record.where, why))
+            rows.bad.append(f"{record.where}: {why}")
+            # Group by what went wrong, without the column numbers and byte values.
+            rows.bad_kinds[why.split(" (")[0].split(" at column")[0]] += 1
+            continue
+        rows.questions.append(example.question)
+        rows.labels.append(example.label)
+    if rows.read == 0:
+        raise UserError(f"{input_path}: the dataset has no rows; point 'input' at a dataset")
+    if not rows.questions:
+        raise UserError(
+            f"{input_path}: none of the {rows.read} rows could be used, e.g. {rows.bad[0]}; "
+            f"check 'handler' ({config.handler}) and 'map_keys'"
+        )
+    return rows
+
+
+def _encode_rows(
+    config: DatasetConfig, template: Template, tokenizer_path: Path, rows: _Rows, progress: bool
+) -> tuple[list[tuple[list[int], str]], int]:
+    """``(prompt ids, label)`` of the rows whose prompt fits, and how many did not."""
+    needs_hf = template.chat_template or not (tokenizer_path / "tokenizer.json").is_file()
+    hf_tokenizer = load_hf_tokenizer(tokenizer_path) if needs_hf else None
+    prompts = [template.render(q, hf_tokenizer) for q in rows.questions]
+    encoded = encode_prompts(prompts, tokenizer_path, config.workers, hf_tokenizer)
+    bar = tqdm(
+        encoded,
+        desc="tokenize",
+        unit=" rows",
+        total=len(prompts),
+        disable=None if progress else True,
+    )
+    kept: list[tuple[list[int], str]] = []
+    lengths_dropped = []
+    for ids, label in zip(bar, rows.labels):
+        if len(ids) > config.max_prompt_length:
+            lengths_dropped.append(len(ids))
+        else:
+            kept.append((ids, label))
+    if not kept:
+        raise UserError(
+            f"{config.input}: all {len(prompts)} prompts are longer than max_prompt_length="
+            f"{config.max_prompt_length} tokens (shortest {min(lengths_dropped)}); "
+            "raise max_prompt_length"
+        )
+    return kept, len(lengths_dropped)
+
+
 def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
     """Preprocess one dataset; returns the summary that is also written next to it."""
     handler = get_handler(config.handler, config.map_keys)
@@ -154,65 +228,8 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
     output_prefix = resolve_path(config.output_prefix)
     if not tokenizer_path.is_dir():
         raise UserError(f"{tokenizer_path}: tokenizer directory not found; fix 'tokenizer'")
-
-    questions: list[str] = []
-    labels: list[str] = []
-    bad_rows: list[str] = []
-    bad_kinds: Counter[str] = Counter()
-    rows_read = 0
-    records = read_records(input_path, config.input_format)
-    for record in tqdm(records, desc="read", unit=" rows", disable=None if progress else True):
-        if config.limit is not None and rows_read >= config.limit:
-            break
-        rows_read += 1
-        why = record.error
-        if why is None:
-            try:
-                example = handler.convert(RowView(record.row, config.map_keys))
-            except RowError as err:
-                why = str(err)
-        if why is not None:
-            if not config.skip_bad_rows:
-                raise UserError(_bad_row(record.where, why))
-            bad_rows.append(f"{record.where}: {why}")
-            # Group by what went wrong, without the column numbers and byte values.
-            bad_kinds[why.split(" (")[0].split(" at column")[0]] += 1
-            continue
-        questions.append(example.question)
-        labels.append(example.label)
-    if rows_read == 0:
-        raise UserError(f"{input_path}: the dataset has no rows; point 'input' at a dataset")
-    if not questions:
-        raise UserError(
-            f"{input_path}: none of the {rows_read} rows could be used, e.g. {bad_rows[0]}; "
-            f"check 'handler' ({config.handler}) and 'map_keys'"
-        )
-
-    needs_hf = template.chat_template or not (tokenizer_path / "tokenizer.json").is_file()
-    hf_tokenizer = load_hf_tokenizer(tokenizer_path) if needs_hf else None
-    prompts = [template.render(q, hf_tokenizer) for q in questions]
-    encoded = encode_prompts(prompts, tokenizer_path, config.workers, hf_tokenizer)
-    kept: list[tuple[list[int], str]] = []
-    too_long = 0
-    shortest_dropped = None
-    bar = tqdm(
-        encoded,
-        desc="tokenize",
-        unit=" rows",
-        total=len(prompts),
-        disable=None if progress else True,
-    )
-    for ids, label in zip(bar, labels):
-        if len(ids) > config.max_prompt_length:
-            too_long += 1
-            shortest_dropped = min(len(ids), shortest_dropped or len(ids))
-        else:
-            kept.append((ids, label))
-    if not kept:
-        raise UserError(
-            f"{input_path}: all {len(prompts)} prompts are longer than max_prompt_length="
-            f"{config.max_prompt_length} tokens (shortest {shortest_dropped}); raise max_prompt_length"
-        )
+    rows = _read_rows(config, handler, input_path, progress)
+    kept, too_long = _encode_rows(config, template, tokenizer_path, rows, progress)
 
     lengths = [len(ids) for ids, _ in kept]
     summary = {
@@ -223,14 +240,14 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
         "assistant_prefix": template.assistant_prefix,
         "tokenizer": str(tokenizer_path),
         "max_prompt_length": config.max_prompt_length,
-        "rows_read": rows_read,
+        "rows_read": rows.read,
         "rows_kept": len(kept),
-        "rows_dropped": {"bad_row": len(bad_rows), "too_long": too_long},
+        "rows_dropped": {"bad_row": len(rows.bad), "too_long": too_long},
         "dropped_why": {
-            **dict(bad_kinds.most_common()),
+            **dict(rows.bad_kinds.most_common()),
             **({f"longer than {config.max_prompt_length} tokens": too_long} if too_long else {}),
         },
-        "bad_rows": bad_rows[:MAX_LISTED_BAD_ROWS],
+        "bad_rows": rows.bad[:MAX_LISTED_BAD_ROWS],
         "prompt_tokens": {
             "min": min(lengths),
             "mean": round(statistics.fmean(lengths), 1),
