@@ -24,7 +24,10 @@ def initialize_model_parallel(tp: int, pp: int, seed: int = 1234) -> None:
 
 
 def destroy_model_parallel() -> None:
-    """Tear down Megatron's groups and the default group (end of a worker's life)."""
+    """Tear down Megatron's groups and the default group (end of a worker's life).
+
+    Shut a vLLM engine down first: its teardown destroys the default group as well.
+    """
     parallel_state.destroy_model_parallel()
     if dist.is_initialized():
         dist.destroy_process_group()
