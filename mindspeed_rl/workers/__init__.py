@@ -1,0 +1,1 @@
+"""Ray workers: the hybrid actor (training + rollout), reference, reward; placement."""
