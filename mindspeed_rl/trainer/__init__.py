@@ -1,0 +1,1 @@
+"""The GRPO loop: rollout -> reward -> reference log-probs -> advantages -> update -> sync."""
