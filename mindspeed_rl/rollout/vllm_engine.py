@@ -51,6 +51,11 @@ class VLLMEngine(RolloutEngine):
             skip_tokenizer_init=True,
             logprobs_mode="processed_logprobs",
             enable_prefix_caching=False,
+            # Per-request seeds (what makes sampling reproducible and resumable) break on CPU
+            # when a prefill is split across steps: vLLM rewinds the request's generator
+            # offset, which CPU generators do not have. Whole prefills avoid that path.
+            enable_chunked_prefill=False,
+            max_num_batched_tokens=max(config.max_model_len, 8192),
             seed=0,
         )
         self._sleeping = False
