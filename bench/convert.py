@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=REPO / "models" / "SmolLM2-135M-Instruct")
     parser.add_argument("--tp", type=int, default=3)
     parser.add_argument("--pp", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args()
     model_bytes = _model_bytes(args.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +90,8 @@ def main() -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -45,7 +45,13 @@ def run_vllm(args) -> dict:
 
     prompts = _prompts(args.prompts)
     engine = create_engine(
-        RolloutConfig(engine="vllm", dtype=args.dtype, max_model_len=1024, kv_cache_gb=2),
+        RolloutConfig(
+            engine="vllm",
+            dtype=args.dtype,
+            max_model_len=1024,
+            kv_cache_gb=2,
+            enforce_eager=not args.compile,
+        ),
         str(MODEL),
     )
     engine.load_weights(load_file(MODEL / "model.safetensors").items())
@@ -100,7 +106,9 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--compile", action="store_true", help="vLLM with torch.compile")
     parser.add_argument("--engine", choices=["vllm", "hf"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args()
     if args.engine:
         result = run_vllm(args) if args.engine == "vllm" else run_hf(args)
@@ -115,7 +123,8 @@ def main() -> int:
     results = {}
     for engine in ("vllm", "hf"):
         cmd = [sys.executable, __file__, "--engine", engine, "--dtype", args.dtype,
-               "--prompts", str(args.prompts), "--n", str(args.n), "--tokens", str(args.tokens)]  # fmt: skip
+               "--prompts", str(args.prompts), "--n", str(args.n), "--tokens", str(args.tokens),
+               *(["--compile"] if args.compile else [])]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
@@ -126,6 +135,7 @@ def main() -> int:
         "bench": "rollout",
         "model": MODEL.name,
         "dtype": args.dtype,
+        "vllm_compiled": args.compile,
         "prompts": args.prompts,
         "samples_per_prompt": args.n,
         "new_tokens": args.tokens,
@@ -137,6 +147,9 @@ def main() -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

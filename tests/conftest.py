@@ -12,6 +12,7 @@ SMOLLM2_DIR = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"
 
 # Keep each test process (and its spawned ranks) to the machine's cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MINDSPEED_RL_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="session")

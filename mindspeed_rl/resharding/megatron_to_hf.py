@@ -131,15 +131,31 @@ class MegatronToHF:
         )
         return parts
 
+    def _gather_vocab(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The full vocabulary matrix without padding rows, gathered straight into place.
+
+        The embedding is often the largest single tensor (21% of SmolLM2), so it is gathered
+        into one buffer and trimmed by a view, not gathered in parts and concatenated.
+        """
+        if self.tp == 1:
+            return tensor.detach()[: self.spec.vocab_size]
+        full = torch.empty(
+            (tensor.shape[0] * self.tp, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device
+        )
+        dist.all_gather_into_tensor(
+            full,
+            tensor.detach().contiguous(),
+            group=parallel_state.get_tensor_model_parallel_group(),
+        )
+        return full[: self.spec.vocab_size]
+
     @torch.no_grad()
     def _produce(self, unit: _Unit) -> dict[str, torch.Tensor]:
         g = self.family.global_names
         if unit.kind == "embedding":
-            parts = self._gather_tp(self._params[L.EMBEDDING])
-            return {g.embedding: L.merge_vocab(parts, self.spec.vocab_size)}
+            return {g.embedding: self._gather_vocab(self._params[L.EMBEDDING])}
         if unit.kind == "lm_head":
-            parts = self._gather_tp(self._params[L.OUTPUT_LAYER])
-            return {g.lm_head: L.merge_vocab(parts, self.spec.vocab_size)}
+            return {g.lm_head: self._gather_vocab(self._params[L.OUTPUT_LAYER])}
         if unit.kind == "final_norm":
             return {g.final_norm: self._params[L.FINAL_NORM].detach()}
         prefix = L.layer_prefix(unit.local)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mindspeed_rl.checkpoint.convert import hf_to_mcore
-from tests.dist import run_ranks
+from mindspeed_rl.utils.spawn import run_ranks
 
 LAYOUTS = [(1, 1), (2, 1), (1, 2), (2, 2)]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mindspeed_rl.checkpoint.convert import hf_to_mcore
-from tests.dist import run_ranks
+from mindspeed_rl.utils.spawn import run_ranks
 
 SEQUENCES = [[5, 17, 33, 99, 120, 7, 8, 200, 3, 41, 42, 43], [9, 8, 7, 6, 5, 4, 3]]
 

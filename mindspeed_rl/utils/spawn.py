@@ -1,4 +1,8 @@
-"""Run a function on N real processes joined by a gloo process group (torchrun-style env)."""
+"""Run a function on N local processes with torchrun-style env vars (tests and benchmarks).
+
+Each process gets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT, so
+``torch.distributed.init_process_group`` joins them; production runs place ranks with Ray.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,7 @@ def _entry(fn: Callable, rank: int, world_size: int, port: int, args: tuple) -> 
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world_size),
-        OMP_NUM_THREADS="1",
-        MINDSPEED_RL_DEVICE="cpu",
+        LOCAL_WORLD_SIZE=str(world_size),
     )
     try:
         fn(rank, world_size, *args)
