@@ -1,0 +1,1 @@
+"""Typed configuration: YAML (Hydra) becomes dataclasses once, at the entry point."""

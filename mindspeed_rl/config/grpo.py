@@ -1,0 +1,286 @@
+"""The GRPO run's configuration: one typed section per component."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
+from mindspeed_rl.config.structured import build
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.rewards.registry import RewardConfig
+from mindspeed_rl.rollout.base import RolloutConfig, SamplingConfig
+from mindspeed_rl.trainer.metrics import LoggingConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve(path: str) -> Path:
+    """A config path: absolute, or relative to the repository root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+@dataclass
+class ModelConfig:
+    """The policy: where its weights come from and how it is split."""
+
+    hf_dir: str = "models/SmolLM2-135M-Instruct"
+    """HF model directory: config, tokenizer (for decoding responses) and, when ``load_dir``
+    does not exist yet, the weights to convert."""
+    load_dir: str = ""
+    """Megatron checkpoint (from ``cli/convert_ckpt.py hf2mcore``) at this run's TP/PP.
+    Empty: convert ``hf_dir`` into ``<trainer.output_dir>/init_mcore`` at start-up."""
+    tp: int = 1
+    """Tensor-parallel size of training."""
+    pp: int = 1
+    """Pipeline-parallel size of training."""
+    params_dtype: str = "fp32"
+    """Training dtype: fp32 or bf16."""
+
+    def __post_init__(self) -> None:
+        if self.tp < 1 or self.pp < 1:
+            raise ValueError(f"model.tp and model.pp must be >= 1, got {self.tp}, {self.pp}")
+        if self.params_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"model.params_dtype must be fp32 or bf16, got {self.params_dtype!r}")
+
+
+@dataclass
+class DataConfig:
+    """Prompts: preprocessed datasets (``cli/preprocess_data.py``) and batching."""
+
+    train_prefix: str = "data/gsm8k/train"
+    """Output prefix of the preprocessed training set."""
+    val_prefix: str = ""
+    """Output prefix of the held-out set for validation; empty: no validation."""
+    prompts_per_iteration: int = 8
+    """B: prompts per iteration (each gets ``sampling.n`` responses)."""
+    val_prompts: int = 64
+    """Held-out prompts scored at each validation (the first ones of the set)."""
+    seed: int = 1234
+    """Shuffle seed of the training prompts."""
+    assistant_prefix: str = ""
+    """Text the prompt template ends with inside the assistant turn (e.g. "<think>"); it is
+    put back in front of each response before scoring."""
+
+    def __post_init__(self) -> None:
+        if self.prompts_per_iteration < 1:
+            raise ValueError(
+                f"data.prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}"
+            )
+        if self.val_prompts < 1:
+            raise ValueError(f"data.val_prompts must be >= 1, got {self.val_prompts}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW on the actor."""
+
+    lr: float = 1e-6
+    min_lr: float = 0.0
+    """Floor of the cosine decay (equal to lr: constant after warm-up)."""
+    warmup_iterations: int = 0
+    decay: str = "constant"
+    """constant or cosine (over trainer.iterations)."""
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    clip_grad: float = 1.0
+    """Global gradient-norm clip; 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.decay not in ("constant", "cosine"):
+            raise ValueError(f"optim.decay must be constant or cosine, got {self.decay!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.clip_grad < 0:
+            raise ValueError(f"optim.clip_grad must be >= 0, got {self.clip_grad}")
+
+
+@dataclass
+class AlgorithmConfig:
+    """Advantage estimation and the DAPO options."""
+
+    advantage: str = "grpo"
+    """grpo: (r - mean) / (std + eps) per group; drgrpo: r - mean (no std division)."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal and refill with more rollouts."""
+    max_extra_rollouts: int = 2
+    """With dynamic sampling: at most this many extra rollout rounds per iteration."""
+    overlong_buffer: int = 0
+    """DAPO overlong shaping: tokens before ``sampling.max_tokens`` over which the penalty
+    grows to ``overlong_penalty``; 0 turns it off."""
+    overlong_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.advantage not in ("grpo", "drgrpo"):
+            raise ValueError(f"algorithm.advantage must be grpo or drgrpo, got {self.advantage!r}")
+        if self.max_extra_rollouts < 0 or self.overlong_buffer < 0:
+            raise ValueError("algorithm.max_extra_rollouts and overlong_buffer must be >= 0")
+
+
+@dataclass
+class TrainerConfig:
+    """The loop."""
+
+    iterations: int = 100
+    mini_batch_size: int = 0
+    """Samples per optimizer step; 0: the whole iteration's batch (one step per iteration)."""
+    micro_batch_size: int = 4
+    """Samples per forward/backward pass on a data-parallel rank."""
+    ppo_epochs: int = 1
+    """Passes over each iteration's batch."""
+    val_interval: int = 0
+    """Validate every N iterations (and before the first); 0: never."""
+    val_n: int = 1
+    """Samples per validation prompt: pass@1 is greedy; avg@k uses k samples."""
+    save_interval: int = 0
+    """Checkpoint every N iterations (and at the end); 0: only at the end."""
+    output_dir: str = "runs/grpo"
+    """Run directory: metrics, curves, checkpoints, the exported HF model."""
+    resume: str = "auto"
+    """auto: continue from the newest complete checkpoint in output_dir if any; never."""
+    export_hf: bool = True
+    """Convert the final checkpoint to an HF model in <output_dir>/hf."""
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"trainer.iterations must be >= 1, got {self.iterations}")
+        if self.micro_batch_size < 1 or self.mini_batch_size < 0 or self.ppo_epochs < 1:
+            raise ValueError(
+                "trainer.micro_batch_size and ppo_epochs must be >= 1, mini_batch_size >= 0"
+            )
+        if self.resume not in ("auto", "never"):
+            raise ValueError(f"trainer.resume must be auto or never, got {self.resume!r}")
+        if self.val_interval < 0 or self.save_interval < 0 or self.val_n < 1:
+            raise ValueError("trainer.val_interval and save_interval must be >= 0, val_n >= 1")
+
+
+@dataclass
+class ResourcesConfig:
+    """Where the workers run (Ray)."""
+
+    nnodes: int = 1
+    devices_per_node: int = 2
+    """Ranks per node: CPU cores on CPU, cards on GPU / NPU."""
+    device: str = "auto"
+    """auto, cpu, cuda or npu."""
+    ray_address: str = ""
+    """Ray cluster to join (``auto`` for one started with ``ray start``); empty: a local one."""
+    cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.nnodes < 1 or self.devices_per_node < 1:
+            raise ValueError("resources.nnodes and devices_per_node must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda", "npu"):
+            raise ValueError(
+                f"resources.device must be auto, cpu, cuda or npu, got {self.device!r}"
+            )
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.devices_per_node
+
+
+@dataclass
+class GRPOConfig:
+    """Everything a GRPO run needs; built from YAML by :func:`load_config`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def dp(self) -> int:
+        return self.resources.world_size // (self.model.tp * self.model.pp)
+
+    @property
+    def samples_per_iteration(self) -> int:
+        return self.data.prompts_per_iteration * self.sampling.n
+
+    def validate(self, check_files: bool = True) -> None:
+        """Cross-section checks; each failure names the keys involved."""
+        m, world = self.model, self.resources.world_size
+        if world % (m.tp * m.pp):
+            raise UserError(
+                f"resources: {world} ranks are not a multiple of model.tp*model.pp={m.tp * m.pp}"
+            )
+        self.rollout.check_training_tp(m.tp)
+        mini = self.trainer.mini_batch_size or self.samples_per_iteration
+        if self.samples_per_iteration % mini:
+            raise UserError(
+                f"trainer.mini_batch_size={mini} does not divide the batch "
+                f"(data.prompts_per_iteration*sampling.n={self.samples_per_iteration})"
+            )
+        if mini % (self.dp * self.trainer.micro_batch_size):
+            raise UserError(
+                f"trainer.mini_batch_size={mini} is not a multiple of data-parallel size "
+                f"{self.dp} x trainer.micro_batch_size {self.trainer.micro_batch_size}"
+            )
+        if self.loss.loss_agg_mode == "seq-mean-token-sum-norm" and (
+            self.loss.max_response_length != self.sampling.max_tokens
+        ):
+            raise UserError(
+                "loss.max_response_length must equal sampling.max_tokens for "
+                "seq-mean-token-sum-norm"
+            )
+        if self.algorithm.overlong_buffer >= self.sampling.max_tokens:
+            raise UserError("algorithm.overlong_buffer must be smaller than sampling.max_tokens")
+        if self.algorithm.advantage == "grpo" and self.sampling.n < 2:
+            raise UserError("algorithm.advantage=grpo needs sampling.n >= 2 (a group)")
+        if not check_files:
+            return
+        hf_config = resolve(m.hf_dir) / "config.json"
+        if not hf_config.is_file():
+            raise UserError(
+                f"model.hf_dir: {hf_config} not found; run `python tools/prepare_smollm2.py` "
+                "or point model.hf_dir at an HF model directory"
+            )
+        from mindspeed_rl.models.family import family_for_architecture
+
+        raw = json.loads(hf_config.read_text())
+        spec = family_for_architecture((raw.get("architectures") or [""])[0]).spec_from_hf_config(
+            raw
+        )
+        spec.check_parallel(m.tp, m.pp)
+        for key, prefix in (
+            ("data.train_prefix", self.data.train_prefix),
+            ("data.val_prefix", self.data.val_prefix),
+        ):
+            if prefix and not resolve(prefix + "_prompt.idx").is_file():
+                raise UserError(
+                    f"{key}: no preprocessed dataset at {resolve(prefix)}_prompt.idx; run "
+                    "`bash examples/data/preprocess_data.sh NAME` first"
+                )
+
+
+def load_config(config_name: str, overrides: list[str] | None = None) -> GRPOConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides into a typed config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    config_dir = REPO_ROOT / "configs"
+    if not (config_dir / f"{config_name}.yaml").is_file():
+        presets = sorted(p.stem for p in config_dir.glob("grpo_*.yaml"))
+        raise UserError(f"no config {config_name!r} in configs/; presets: {', '.join(presets)}")
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose(config_name=config_name, overrides=list(overrides or []))
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    return build(GRPOConfig, data)  # type: ignore[arg-type]

@@ -1,0 +1,378 @@
+"""The GRPO loop: rollout -> reward -> reference / old log-probs -> advantages -> update,
+with weight sync at the start of each iteration, validation, checkpoints and export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from mindspeed_rl.algorithms.advantages import grpo_advantages, mean_centred_advantages
+from mindspeed_rl.algorithms.dapo import overlong_penalty
+from mindspeed_rl.checkpoint import megatron_format as mf
+from mindspeed_rl.config.grpo import GRPOConfig, resolve
+from mindspeed_rl.config.structured import to_dict
+from mindspeed_rl.data.indexed import PromptDataset
+from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
+from mindspeed_rl.trainer.metrics import MetricsLogger
+from mindspeed_rl.trainer.transfer_dock import TransferDock
+from mindspeed_rl.training.actor import Samples
+from mindspeed_rl.training.optimizer import lr_at
+from mindspeed_rl.utils.fs import atomic_write_text
+
+COLUMNS = ("prompt", "label", "response", "rollout_logprobs", "finish", "reward", "parts",
+           "text", "old_logprobs", "ref_logprobs", "advantage")  # fmt: skip
+TRAINER_STATE = "trainer_state.json"
+
+
+class Timer:
+    """Seconds per named phase of one iteration."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def _shards(n: int, parts: int) -> list[range]:
+    per = -(-n // parts)
+    return [range(min(n, k * per), min(n, (k + 1) * per)) for k in range(parts)]
+
+
+def _sampling(cfg: GRPOConfig, seed: int, **overrides) -> dict:
+    s = to_dict(cfg.sampling)
+    s.update(seed=seed, **overrides)
+    return s
+
+
+# -- phases ------------------------------------------------------------------------------
+
+
+def generate_and_score(group, prompts, labels, sampling: dict) -> list[list[dict]]:
+    """Sample every prompt's group across the ranks; score each rank's share as it arrives.
+
+    Returns, per prompt, its samples as dicts (response, logprobs, finish, reward, parts,
+    text). Scoring of a rank's responses overlaps with the other ranks still generating.
+    """
+    import ray
+
+    shards = [s for s in _shards(len(prompts), len(group.workers)) if len(s)]
+    pending = {}
+    for rank, shard in enumerate(shards):
+        seeded = dict(sampling, seed=sampling["seed"] + shard.start)
+        ref = group.workers[rank].generate.remote([prompts[i] for i in shard], seeded)
+        pending[ref] = shard
+    groups: list[list[dict] | None] = [None] * len(prompts)
+    scoring = {}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        shard = pending.pop(done[0])
+        completions = ray.get(done[0])
+        flat = [(i, c) for i, group_c in zip(shard, completions) for c in group_c]
+        ids = [c[0] for _, c in flat]
+        score_ref = group.reward.score.remote(ids, [labels[i] for i, _ in flat])
+        scoring[score_ref] = flat
+    for score_ref, flat in scoring.items():
+        for (i, c), (total, parts, text) in zip(flat, ray.get(score_ref)):
+            sample = {"response": c[0], "logprobs": c[1], "finish": c[2], "reward": total,
+                      "parts": parts, "text": text}  # fmt: skip
+            groups[i] = (groups[i] or []) + [sample]
+    return groups  # type: ignore[return-value]
+
+
+def rollout(
+    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int
+) -> tuple[TransferDock, dict]:
+    """B prompt groups in a transfer dock; with dynamic sampling, only informative groups
+    (rewards not all equal), refilled from extra prompts for a bounded number of rounds."""
+    G, B = cfg.sampling.n, cfg.data.prompts_per_iteration
+    base_seed = cfg.trainer.seed * 1_000_003 + iteration * 10_007
+    kept: list[tuple[list[int], str, list[dict]]] = []
+    spare: list[tuple[list[int], str, list[dict]]] = []
+    extra = {"dapo/rounds": 0.0}
+    for round_ in range(
+        1 + (cfg.algorithm.max_extra_rollouts if cfg.algorithm.dynamic_sampling else 0)
+    ):
+        batch = loader.next_batch()
+        groups = generate_and_score(
+            group, batch.prompt_ids, batch.labels, _sampling(cfg, base_seed + round_ * 997)
+        )
+        extra["dapo/rounds"] += 1
+        for p, lab, g in zip(batch.prompt_ids, batch.labels, groups):
+            informative = len({s["reward"] for s in g}) > 1
+            (kept if informative or not cfg.algorithm.dynamic_sampling else spare).append(
+                (p, lab, g)
+            )
+        if len(kept) >= B:
+            break
+    if cfg.algorithm.dynamic_sampling:
+        extra["dapo/informative_groups"] = float(min(len(kept), B))
+    chosen = (kept + spare)[:B]
+    dock = TransferDock(B * G, COLUMNS)
+    for b, (prompt, label, samples) in enumerate(chosen):
+        idx = list(range(b * G, (b + 1) * G))
+        dock.put("prompt", idx, [prompt] * G)
+        dock.put("label", idx, [label] * G)
+        for column, key in (("response", "response"), ("rollout_logprobs", "logprobs"),
+                            ("finish", "finish"), ("reward", "reward"), ("parts", "parts"),
+                            ("text", "text")):  # fmt: skip
+            dock.put(column, idx, [s[key] for s in samples])
+    return dock, extra
+
+
+def shape_rewards(dock: TransferDock, cfg: GRPOConfig) -> None:
+    """DAPO overlong shaping on top of the rule rewards (when configured)."""
+    if not cfg.algorithm.overlong_buffer:
+        return
+    lengths = torch.tensor([len(r) for r in dock.get("response")], dtype=torch.float32)
+    penalty = overlong_penalty(
+        lengths,
+        cfg.sampling.max_tokens,
+        cfg.algorithm.overlong_buffer,
+        cfg.algorithm.overlong_penalty,
+    )
+    rewards = [r + float(p) for r, p in zip(dock.get("reward"), penalty)]
+    dock.put("reward", range(dock.size), rewards)
+
+
+def compute_advantages(dock: TransferDock, cfg: GRPOConfig) -> None:
+    rewards = torch.tensor(dock.get("reward"), dtype=torch.float32)
+    if cfg.algorithm.advantage == "grpo":
+        adv = grpo_advantages(rewards, cfg.sampling.n)
+    else:
+        adv = mean_centred_advantages(rewards, cfg.sampling.n)
+    dock.put("advantage", range(dock.size), adv.tolist())
+
+
+def _samples(dock: TransferDock, with_training_columns: bool = False) -> Samples:
+    s = Samples(prompt_ids=dock.get("prompt"), response_ids=dock.get("response"))
+    if with_training_columns:
+        s.advantages = dock.get("advantage")
+        if dock.all_ready("old_logprobs"):
+            s.old_logprobs = dock.get("old_logprobs")
+        if dock.all_ready("ref_logprobs"):
+            s.ref_logprobs = dock.get("ref_logprobs")
+    return s
+
+
+def _gather_logprobs(results: list[dict[int, list[float]]], n: int) -> list[list[float]]:
+    merged: dict[int, list[float]] = {}
+    for r in results:
+        merged.update(r)
+    return [merged[i] for i in range(n)]
+
+
+def compute_logprobs(group, dock: TransferDock, cfg: GRPOConfig, updates_per_batch: int) -> None:
+    """Reference log-probs (when KL is on) and old log-probs (when a batch is used for more
+    than one update; with one update, old = current detached, exactly on-policy)."""
+    samples = _samples(dock)
+    if cfg.loss.kl_coef > 0:
+        ref = group.call("logprobs", samples, True)
+        dock.put("ref_logprobs", range(dock.size), _gather_logprobs(ref, dock.size))
+    if updates_per_batch > 1:
+        old = group.call("logprobs", samples, False)
+        dock.put("old_logprobs", range(dock.size), _gather_logprobs(old, dock.size))
+
+
+def update(group, dock: TransferDock, cfg: GRPOConfig, iteration: int) -> dict[str, float]:
+    n = dock.size
+    mini = cfg.trainer.mini_batch_size or n
+    order = list(range(n))
+    mini_batches = [order[k : k + mini] for _ in range(cfg.trainer.ppo_epochs)
+                    for k in range(0, n, mini)]  # fmt: skip
+    responses = dock.get("response")
+    if cfg.loss.loss_agg_mode == "token-mean":
+        norms = [float(sum(len(responses[i]) for i in mb)) for mb in mini_batches]
+    else:
+        norms = [float(sum(1 for i in mb if responses[i])) for mb in mini_batches]
+    norms = [max(1.0, x) for x in norms]
+    lr = lr_at(iteration, cfg.trainer.iterations, cfg.optim.lr, cfg.optim.min_lr,
+               cfg.optim.warmup_iterations, cfg.optim.decay)  # fmt: skip
+    results = group.call("update", _samples(dock, True), mini_batches, norms, lr)
+    reporting = [r for r in results if r]
+    metrics = {k: sum(r[k] for r in reporting) / len(reporting) for k in reporting[0]}
+    metrics["actor/lr"] = lr
+    return metrics
+
+
+def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig, acc_part: str) -> dict:
+    """Greedy pass@1 and, with trainer.val_n > 1, avg@k at the training temperature."""
+    prompts, labels = val
+    greedy = _sampling(cfg, cfg.trainer.seed, n=1, top_k=1)
+    groups = generate_and_score(group, prompts, labels, greedy)
+    out = {"val/accuracy": sum(g[0]["parts"][acc_part] for g in groups) / len(groups)}
+    if cfg.trainer.val_n > 1:
+        sampled = _sampling(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
+        groups = generate_and_score(group, prompts, labels, sampled)
+        scores = [s["parts"][acc_part] for g in groups for s in g]
+        out["val/avg_at_k"] = sum(scores) / len(scores)
+    fmt = [p for p in cfg.reward.scorers if p.startswith("format")]
+    if fmt:
+        out["val/format"] = sum(g[0]["parts"][fmt[0]] for g in groups) / len(groups)
+    return out
+
+
+def rollout_metrics(dock: TransferDock, cfg: GRPOConfig) -> dict[str, float]:
+    rewards = dock.get("reward")
+    lengths = [len(r) for r in dock.get("response")]
+    parts = dock.get("parts")
+    m = {
+        "reward/mean": sum(rewards) / len(rewards),
+        "response_length/mean": sum(lengths) / len(lengths),
+        "response_length/max": float(max(lengths)),
+        "response_length/clip_ratio": sum(f == "length" for f in dock.get("finish")) / len(lengths),
+    }
+    for name in parts[0]:
+        m[f"reward/{name}"] = sum(p[name] for p in parts) / len(parts)
+    return m
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+
+def latest_checkpoint(root: Path) -> int | None:
+    tracker = root / mf.TRACKER
+    if not tracker.is_file():
+        return None
+    iteration = int(tracker.read_text().strip())
+    if not (root / mf.iter_dir_name(iteration) / TRAINER_STATE).is_file():
+        return None
+    return iteration
+
+
+def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> None:
+    """All ranks write into a temporary directory; it becomes iter_N by one rename, and the
+    tracker moves last, so a kill at any point leaves the previous checkpoint usable."""
+    tmp = root / f".tmp-{mf.iter_dir_name(iteration)}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    group.call("save", str(tmp), iteration)
+    state = {"iteration": iteration, "loader": loader.state_dict()}
+    (tmp / mf.iter_dir_name(iteration) / TRAINER_STATE).write_text(json.dumps(state))
+    final = root / mf.iter_dir_name(iteration)
+    shutil.rmtree(final, ignore_errors=True)
+    (tmp / mf.iter_dir_name(iteration)).rename(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_text(root / mf.TRACKER, f"{iteration}\n")
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def prepare_initial_checkpoint(cfg: GRPOConfig, out: Path) -> Path:
+    """The Megatron checkpoint training starts from (converted from HF on first use)."""
+    if cfg.model.load_dir:
+        return resolve(cfg.model.load_dir)
+    from mindspeed_rl.checkpoint.convert import hf_to_mcore
+
+    init = out / "init_mcore"
+    if mf.TRACKER not in {p.name for p in init.glob("*")}:
+        hf_to_mcore(resolve(cfg.model.hf_dir), init, tp=cfg.model.tp, pp=cfg.model.pp,
+                    params_dtype=cfg.model.params_dtype, overwrite=True)  # fmt: skip
+    return init
+
+
+def _val_set(cfg: GRPOConfig) -> tuple[list[list[int]], list[str]] | None:
+    if not cfg.data.val_prefix or not cfg.trainer.val_interval:
+        return None
+    ds = PromptDataset(resolve(cfg.data.val_prefix))
+    rows = range(min(len(ds), cfg.data.val_prompts))
+    return [ds.prompt_ids(i) for i in rows], [ds.label(i) for i in rows]
+
+
+def train(cfg: GRPOConfig) -> dict[str, float]:
+    """Run GRPO as configured; returns the last iteration's metrics."""
+    from mindspeed_rl.trainer.cluster import WorkerGroup
+
+    out = resolve(cfg.trainer.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.logging.dir = str(resolve(cfg.logging.dir))
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    load_dir = prepare_initial_checkpoint(cfg, out)
+    ckpt_root = out / "checkpoints"
+    ckpt_root.mkdir(exist_ok=True)
+    if not (ckpt_root / mf.HF_META_DIR).is_dir():
+        shutil.copytree(load_dir / mf.HF_META_DIR, ckpt_root / mf.HF_META_DIR)
+    resume = latest_checkpoint(ckpt_root) if cfg.trainer.resume == "auto" else None
+    loader = PromptLoader(PromptLoaderConfig(
+        data_prefix=str(resolve(cfg.data.train_prefix)),
+        batch_size=cfg.data.prompts_per_iteration, seed=cfg.data.seed,
+    ))  # fmt: skip
+    val = _val_set(cfg)
+    acc_part = next((p for p in cfg.reward.scorers if not p.startswith("format")), None)
+    acc_part = acc_part or next(iter(cfg.reward.scorers))
+    updates_per_batch = cfg.trainer.ppo_epochs * (
+        cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
+    )
+    group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
+    start = 1
+    if resume is not None:
+        state = json.loads((ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text())
+        group.call("load", str(ckpt_root), resume)
+        loader.load_state_dict(state["loader"])
+        start = resume + 1
+    logger = MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations,
+                           resume_iteration=resume, run_config=to_dict(cfg))  # fmt: skip
+    metrics: dict[str, float] = {}
+    in_rollout = False  # the engines already hold the current weights (after validation)
+    try:
+        for iteration in range(start, cfg.trainer.iterations + 1):
+            t = Timer()
+            with t("step"):
+                if not in_rollout:
+                    with t("sync"):
+                        group.call("to_rollout")
+                if val and iteration == 1:
+                    with t("validation"):
+                        logger.log(0, validate(group, val, cfg, acc_part))
+                with t("rollout"):
+                    dock, extra = rollout(group, loader, cfg, iteration)
+                group.call("to_train")
+                in_rollout = False
+                shape_rewards(dock, cfg)
+                with t("logprobs"):
+                    compute_logprobs(group, dock, cfg, updates_per_batch)
+                compute_advantages(dock, cfg)
+                with t("update"):
+                    actor = update(group, dock, cfg, iteration)
+            tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
+            metrics = {**rollout_metrics(dock, cfg), **actor, **extra,
+                       **{f"timing/{k}": v for k, v in t.seconds.items()},
+                       "perf/tokens_per_s": tokens / t.seconds["step"]}  # fmt: skip
+            logger.log(iteration, metrics)
+            _write_samples(out, iteration, dock)
+            if val and iteration % cfg.trainer.val_interval == 0:
+                group.call("to_rollout")
+                in_rollout = True
+                logger.log(iteration, validate(group, val, cfg, acc_part))
+            last = iteration == cfg.trainer.iterations
+            if in_rollout and (last or cfg.trainer.save_interval):
+                group.call("to_train")  # checkpoints hold the optimizer state, on device
+                in_rollout = False
+            if last or (cfg.trainer.save_interval and iteration % cfg.trainer.save_interval == 0):
+                save_checkpoint(group, ckpt_root, iteration, loader)
+    finally:
+        logger.close()
+        group.shutdown()
+    if cfg.trainer.export_hf and latest_checkpoint(ckpt_root) == cfg.trainer.iterations:
+        from mindspeed_rl.checkpoint.convert import mcore_to_hf
+
+        mcore_to_hf(ckpt_root, out / "hf", overwrite=True)
+    return metrics
+
+
+def _write_samples(out: Path, iteration: int, dock: TransferDock) -> None:
+    """A few responses per iteration, to read what the policy writes."""
+    path = out / "samples.jsonl"
+    rows = [{"iteration": iteration, "reward": r, "text": x}
+            for r, x in list(zip(dock.get("reward"), dock.get("text")))[:4]]  # fmt: skip
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")

@@ -1,0 +1,199 @@
+"""The training side of the hybrid actor: log-probs and GRPO updates on a Megatron stage.
+
+Samples are (prompt, response) token lists. A call works on this rank's data-parallel share
+and packs it into right-padded micro-batches of one shared length, as the pipeline schedule
+needs. Logits at position t score token t+1, so response token j of a sample with prompt
+length P is scored by position P + j - 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from megatron.core import parallel_state
+
+from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
+from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
+from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
+from mindspeed_rl.training.optimizer import MegatronAdamW
+from mindspeed_rl.training.pipeline import MicroBatch, causal_mask, forward_backward
+
+
+@dataclass
+class Samples:
+    """A batch of sequences as the trainer ships it to the workers (plain lists)."""
+
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    advantages: list[float] | None = None
+    old_logprobs: list[list[float]] | None = None
+    ref_logprobs: list[list[float]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+
+def dp_shard(n: int) -> range:
+    """The contiguous slice of ``n`` samples this data-parallel rank works on."""
+    dp = parallel_state.get_data_parallel_world_size()
+    rank = parallel_state.get_data_parallel_rank()
+    per = -(-n // dp)
+    return range(min(n, rank * per), min(n, (rank + 1) * per))
+
+
+def is_output_rank() -> bool:
+    """The rank of its model-parallel group that reports results (last stage, TP rank 0)."""
+    return (
+        parallel_state.is_pipeline_last_stage()
+        and parallel_state.get_tensor_model_parallel_rank() == 0
+    )
+
+
+class MegatronActor:
+    """Log-probs and clipped-ratio updates for one Megatron model stage."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        meta: CheckpointMeta,
+        optimizer: MegatronAdamW | None,
+        loss_config: GRPOLossConfig | None,
+        temperature: float,
+        micro_batch_size: int,
+        pad_id: int = 0,
+    ):
+        self.model = model
+        self.meta = meta
+        self.optimizer = optimizer
+        self.loss_config = loss_config
+        self.temperature = temperature
+        self.micro_batch_size = micro_batch_size
+        self.pad_id = pad_id
+        self.dtype = next(model.parameters()).dtype
+        self.device = next(model.parameters()).device
+
+    # -- packing ---------------------------------------------------------------------------
+
+    def _pack(self, samples: Samples, rows: Sequence[int | None], seq_len: int) -> MicroBatch:
+        """Right-padded micro-batch; ``None`` rows are all-padding fillers (mask 0)."""
+        b = len(rows)
+        tokens = torch.full((b, seq_len), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(b, seq_len - 1)
+        adv = torch.zeros(b)
+        old = torch.zeros(b, seq_len - 1)
+        ref = torch.zeros(b, seq_len - 1)
+        for r, i in enumerate(rows):
+            if i is None:
+                continue
+            p, resp = samples.prompt_ids[i], samples.response_ids[i]
+            seq = p + resp
+            tokens[r, : len(seq)] = torch.tensor(seq)
+            span = slice(len(p) - 1, len(seq) - 1)
+            mask[r, span] = 1.0
+            if samples.advantages is not None:
+                adv[r] = samples.advantages[i]
+            if samples.old_logprobs is not None:
+                old[r, span] = torch.tensor(samples.old_logprobs[i])
+            if samples.ref_logprobs is not None:
+                ref[r, span] = torch.tensor(samples.ref_logprobs[i])
+        positions = torch.arange(seq_len).expand(b, seq_len)
+        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref}
+        return MicroBatch(
+            tokens_BS=tokens.to(self.device),
+            position_ids_BS=positions.to(self.device),
+            attention_mask_B1SS=causal_mask(seq_len, self.device),
+            extra={k: v.to(self.device) for k, v in extra.items()},
+        )
+
+    def _micro_batches(self, samples: Samples, indices: Sequence[int]) -> list[MicroBatch]:
+        mbs = self.micro_batch_size
+        seq_len = max(
+            (len(samples.prompt_ids[i]) + len(samples.response_ids[i]) for i in indices),
+            default=2,
+        )
+        rows: list[int | None] = list(indices)
+        rows += [None] * (-len(rows) % mbs)
+        return [self._pack(samples, rows[k : k + mbs], seq_len) for k in range(0, len(rows), mbs)]
+
+    def _token_logprobs(self, logits_BSV: torch.Tensor, mb: MicroBatch, entropy: bool):
+        targets_BS = mb.tokens_BS[:, 1:]
+        return vocab_parallel_logprobs(
+            logits_BSV[:, :-1], targets_BS, self.meta.spec.vocab_size, self.temperature, entropy
+        )
+
+    # -- log-probs -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def logprobs(self, samples: Samples) -> dict[int, list[float]]:
+        """Response log-probs of this DP rank's share, keyed by sample index (output ranks;
+        others return an empty dict)."""
+        self.model.eval()
+        indices = list(dp_shard(len(samples)))
+        mbs = self._micro_batches(samples, indices)
+
+        def collect(logits_BSV, mb):
+            lp_BS, _ = self._token_logprobs(logits_BSV, mb, entropy=False)
+            return lp_BS.sum() * 0, lp_BS
+
+        results = forward_backward(
+            self.model, mbs, collect, True, self.meta.spec.hidden_size, self.dtype
+        )
+        out: dict[int, list[float]] = {}
+        if not is_output_rank():
+            return out
+        flat = [row for lp_BS in results for row in lp_BS.float().cpu()]
+        for i, row in zip(indices, flat):
+            p, resp = samples.prompt_ids[i], samples.response_ids[i]
+            out[i] = row[len(p) - 1 : len(p) - 1 + len(resp)].tolist()
+        return out
+
+    # -- update ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        samples: Samples,
+        mini_batches: list[list[int]],
+        norms: list[float],
+        lr: float,
+        clip_grad: float,
+    ) -> dict[str, float]:
+        """One optimizer step per mini-batch (lists of sample indices, the same on all ranks).
+
+        ``norms[k]`` is mini-batch k's global normaliser for the loss aggregation (tokens for
+        token-mean, sequences otherwise); each micro-batch's loss is scaled by its own count
+        over it, so summing over micro-batches and DP ranks gives exactly the aggregate over
+        the whole mini-batch.
+        """
+        assert self.optimizer is not None and self.loss_config is not None
+        cfg = self.loss_config
+        self.model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        for mini, norm in zip(mini_batches, norms):
+            dp_range = dp_shard(len(mini))
+            mbs = self._micro_batches(samples, [mini[j] for j in dp_range])
+
+            def loss_fn(logits_BSV, mb, norm=norm):
+                lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
+                mask = mb.extra["mask"]
+                adv_BS = mb.extra["adv"][:, None] * mask
+                old = mb.extra["old"] if samples.old_logprobs is not None else lp_BS.detach()
+                ref = mb.extra["ref"] if samples.ref_logprobs is not None else None
+                loss, metrics = grpo_loss(lp_BS, old, ref, adv_BS, mask, ent_BS, cfg)
+                local = (
+                    mask.sum() if cfg.loss_agg_mode == "token-mean" else (mask.sum(-1) > 0).sum()
+                )
+                return loss * (local / norm), metrics
+
+            results = forward_backward(
+                self.model, mbs, loss_fn, False, self.meta.spec.hidden_size, self.dtype
+            )
+            grad_norm = self.optimizer.step(lr, clip_grad)
+            for metrics in results:
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+            sums["actor/grad_norm"] = sums.get("actor/grad_norm", 0.0) + grad_norm * len(results)
+        return {k: v / max(1, count) for k, v in sums.items()} if is_output_rank() else {}

@@ -1,0 +1,187 @@
+"""The hybrid actor worker: one per rank, training (megatron-core) and rollout (vLLM) in one
+process, with the weights resharded between them in memory each iteration."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mindspeed_rl.checkpoint import megatron_format as mf
+from mindspeed_rl.config.grpo import GRPOConfig
+from mindspeed_rl.config.structured import build
+from mindspeed_rl.rollout.base import SamplingConfig
+
+
+class HybridActorWorker:
+    """Ray actor body. ``setup`` joins the process group and builds everything."""
+
+    def __init__(self, rank: int, world_size: int, local_rank: int, local_world_size: int):
+        self.rank = rank
+        os.environ.update(
+            RANK=str(rank),
+            WORLD_SIZE=str(world_size),
+            LOCAL_RANK=str(local_rank),
+            LOCAL_WORLD_SIZE=str(local_world_size),
+        )
+
+    def address(self) -> tuple[str, int]:
+        """This node's IP and a free port (asked of rank 0 for the rendezvous)."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, config: dict, master: tuple[str, int], load_dir: str, hf_meta_dir: str) -> dict:
+        os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]))
+        cfg: GRPOConfig = build(GRPOConfig, config)
+        if cfg.resources.device != "auto":
+            os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
+        from mindspeed_rl.accelerator import get_accelerator
+        from mindspeed_rl.checkpoint.loader import load_megatron_model
+        from mindspeed_rl.resharding import MegatronToHF
+        from mindspeed_rl.rollout import create_engine
+        from mindspeed_rl.training.actor import MegatronActor
+        from mindspeed_rl.training.optimizer import MegatronAdamW
+        from mindspeed_rl.training.parallel import initialize_model_parallel
+        from mindspeed_rl.workers.hybrid_memory import HybridMemory
+
+        self.cfg = cfg
+        acc = get_accelerator()
+        initialize_model_parallel(cfg.model.tp, cfg.model.pp, seed=cfg.trainer.seed)
+        dtype = mf.DTYPES[cfg.model.params_dtype]
+        model, meta, _ = load_megatron_model(load_dir, params_dtype=dtype)
+        model = model.to(acc.device)
+        self.meta = meta
+        self.optimizer = MegatronAdamW(
+            model, cfg.optim.lr, tuple(cfg.optim.betas), cfg.optim.eps, cfg.optim.weight_decay
+        )
+        self.actor = MegatronActor(
+            model, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
+            cfg.trainer.micro_batch_size,
+        )  # fmt: skip
+        self.ref = None
+        if cfg.loss.kl_coef > 0:
+            ref_model, _, _ = load_megatron_model(load_dir, params_dtype=dtype)
+            ref_model.requires_grad_(False)
+            self.ref = MegatronActor(
+                ref_model.to(acc.device), meta, None, None, cfg.sampling.temperature,
+                cfg.trainer.micro_batch_size,
+            )  # fmt: skip
+        self.engine = create_engine(cfg.rollout, hf_meta_dir)
+        self.resharder = MegatronToHF(
+            model, meta, bucket_mb=cfg.rollout.bucket_mb, dtype=cfg.rollout.torch_dtype
+        )
+        self.memory = HybridMemory(
+            acc, self.engine, self.optimizer.params, self.optimizer.optimizer
+        )
+        return {"rank": self.rank, "device": acc.kind}
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def to_rollout(self) -> None:
+        self.memory.to_rollout(lambda: self.engine.load_weights(self.resharder.iter_weights()))
+
+    def to_train(self) -> None:
+        self.memory.to_train()
+
+    def generate(self, prompts: list[list[int]], sampling: dict) -> list[list[tuple]]:
+        """Completions for ``prompts`` as (token_ids, logprobs, finish_reason) tuples."""
+        groups = self.engine.generate(prompts, SamplingConfig(**sampling))
+        return [[(c.token_ids, c.logprobs, c.finish_reason) for c in g] for g in groups]
+
+    def logprobs(self, samples, reference: bool = False) -> dict[int, list[float]]:
+        actor = self.ref if reference else self.actor
+        assert actor is not None, "reference log-probs asked for but loss.kl_coef is 0"
+        return actor.logprobs(samples)
+
+    def update(self, samples, mini_batches, norms, lr: float) -> dict[str, float]:
+        return self.actor.update(samples, mini_batches, norms, lr, self.cfg.optim.clip_grad)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save(self, root: str, iteration: int) -> None:
+        """This rank's shard, optimizer and RNG state under ``root`` (Megatron layout)."""
+        from megatron.core import parallel_state as ps
+
+        root_path = Path(root)
+        rng = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        }
+        rng_dir = root_path / mf.iter_dir_name(iteration) / "rng"
+        rng_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(rng, rng_dir / f"rank_{self.rank:05d}.pt")
+        if ps.get_data_parallel_rank() != 0:
+            return  # DP replicas hold the same weights and optimizer state
+        state = {k: v for k, v in self.actor.model.state_dict().items() if v is not None}
+        mf.save_rank(
+            root_path,
+            iteration,
+            ps.get_tensor_model_parallel_rank(),
+            ps.get_pipeline_model_parallel_rank(),
+            self.meta,
+            {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)},
+            extra={"optimizer": self.optimizer.state_dict()},
+        )
+
+    def load(self, root: str, iteration: int) -> None:
+        from megatron.core import parallel_state as ps
+
+        from mindspeed_rl.models.builder import load_model_state
+
+        payload = torch.load(
+            mf.rank_file(
+                Path(root), iteration, ps.get_tensor_model_parallel_rank(),
+                ps.get_pipeline_model_parallel_rank(), self.meta.pp,
+            ),
+            map_location="cpu",
+            weights_only=False,
+        )  # fmt: skip
+        load_model_state(self.actor.model, payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        rng = torch.load(
+            Path(root) / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt",
+            weights_only=False,
+        )
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+
+    def shutdown(self) -> None:
+        from mindspeed_rl.training.parallel import destroy_model_parallel
+
+        self.engine.shutdown()
+        destroy_model_parallel()
+
+
+class RewardWorker:
+    """Ray actor body: decodes responses and scores them with the rule scorers' pool."""
+
+    def __init__(self, reward_config: dict, tokenizer_dir: str, assistant_prefix: str):
+        from transformers import AutoTokenizer
+
+        from mindspeed_rl.rewards.registry import RewardConfig, RewardScorer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.prefix = assistant_prefix
+        self.scorer = RewardScorer(build(RewardConfig, reward_config, "reward"))
+
+    def score(self, response_ids: list[list[int]], labels: list[str]) -> list[tuple]:
+        """(total, parts, text) per response."""
+        texts = [
+            self.prefix + t
+            for t in self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
+        ]
+        results = self.scorer.score_batch(texts, labels)
+        return [(r.total, r.parts, t) for r, t in zip(results, texts)]
+
+    def close(self) -> None:
+        self.scorer.close()
