@@ -22,12 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config-name", required=True, help="a preset in configs/, e.g. grpo_smollm2_cpu"
     )
+    parser.add_argument("--config-path", help="directory of the preset (default: configs/)")
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     args = parser.parse_args(argv)
     from mindspeed_rl.config.grpo import load_config
 
-    cfg = load_config(args.config_name, args.overrides)
+    cfg = load_config(args.config_name, args.overrides, args.config_path)
     cfg.validate(check_files=True)
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")

@@ -10,19 +10,41 @@ import torch
 TINY_VOCAB = 250
 
 
-def make_tiny_model(family: str, out: Path, seed: int = 0) -> Path:
-    """Write a random ``family`` model (config + safetensors + a byte-level tokenizer)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def make_tiny_model(
+    family: str,
+    out: Path,
+    seed: int = 0,
+    tokenizer_dir: Path | None = None,
+    num_layers: int = 4,
+    hidden_size: int = 256,
+) -> Path:
+    """Write a random ``family`` model (config + safetensors).
+
+    With ``tokenizer_dir`` the model takes that tokenizer (files copied, vocab matched), so
+    it can run the whole pipeline on real preprocessed prompts.
+    """
+    import shutil
+
+    from transformers import (
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     torch.manual_seed(seed)
+    vocab = TINY_VOCAB
+    if tokenizer_dir is not None:
+        vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
     common = dict(
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=hidden_size // 64,
+        num_key_value_heads=max(1, hidden_size // 128),
         head_dim=64,
-        vocab_size=TINY_VOCAB,
+        vocab_size=vocab,
         max_position_embeddings=512,
         rms_norm_eps=1e-6,
         bos_token_id=1,
@@ -44,4 +66,11 @@ def make_tiny_model(family: str, out: Path, seed: int = 0) -> Path:
             if name.endswith("norm.weight") or name.endswith(".bias"):
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(out, safe_serialization=True)
+    if tokenizer_dir is not None:
+        for f in Path(tokenizer_dir).iterdir():
+            if f.name.startswith("tokenizer") or f.name in (
+                "chat_template.jinja",
+                "special_tokens_map.json",
+            ):
+                shutil.copy2(f, out / f.name)
     return out

@@ -266,21 +266,24 @@ class GRPOConfig:
                 )
 
 
-def load_config(config_name: str, overrides: list[str] | None = None) -> GRPOConfig:
-    """Compose ``configs/<config_name>.yaml`` with Hydra overrides into a typed config."""
+def load_config(
+    config_name: str, overrides: list[str] | None = None, config_dir: str | Path | None = None
+) -> GRPOConfig:
+    """Compose ``<config_dir>/<config_name>.yaml`` (default dir: the repo's ``configs/``) with
+    Hydra overrides into a typed config."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    config_dir = REPO_ROOT / "configs"
+    config_dir = Path(config_dir).resolve() if config_dir else REPO_ROOT / "configs"
     if not (config_dir / f"{config_name}.yaml").is_file():
         presets = sorted(p.stem for p in config_dir.glob("grpo_*.yaml"))
-        raise UserError(f"no config {config_name!r} in configs/; presets: {', '.join(presets)}")
+        raise UserError(f"no config {config_name!r} in {config_dir}; presets: {', '.join(presets)}")
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name=config_name, overrides=list(overrides or []))
         data = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(str(err).splitlines()[0]) from None
+        raise UserError(" ".join(str(err).split())) from None
     return build(GRPOConfig, data)  # type: ignore[arg-type]

