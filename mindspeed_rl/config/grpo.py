@@ -217,7 +217,10 @@ class GRPOConfig:
             raise UserError(
                 f"resources: {world} ranks are not a multiple of model.tp*model.pp={m.tp * m.pp}"
             )
-        self.rollout.check_training_tp(m.tp)
+        try:
+            self.rollout.check_training_tp(m.tp)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         mini = self.trainer.mini_batch_size or self.samples_per_iteration
         if self.samples_per_iteration % mini:
             raise UserError(
@@ -281,9 +284,34 @@ def load_config(
         presets = sorted(p.stem for p in config_dir.glob("grpo_*.yaml"))
         raise UserError(f"no config {config_name!r} in {config_dir}; presets: {', '.join(presets)}")
     try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(list(overrides or []))
+        groups = {p.name for p in config_dir.iterdir() if p.is_dir()}
+        group_overrides = [o.input_line for o in parsed if o.key_or_group in groups]
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            cfg = compose(config_name=config_name, overrides=list(overrides or []))
-        data = OmegaConf.to_container(cfg, resolve=True)
+            cfg = compose(config_name=config_name, overrides=group_overrides)
+        data = OmegaConf.to_container(cfg, resolve=False)
+        # Value overrides go onto the plain tree, so any field of the typed config can be set
+        # (not only the keys a preset spells out); unknown keys are refused by build() below.
+        for o in parsed:
+            if o.key_or_group in groups:
+                continue
+            _set_dotted(data, o.key_or_group, o.value(), delete=o.is_delete())
+        data = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(" ".join(str(err).split())) from None
     return build(GRPOConfig, data)  # type: ignore[arg-type]
+
+
+def _set_dotted(tree: dict, key: str, value, delete: bool = False) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {key}: {part} is not a section")
+    if delete:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value

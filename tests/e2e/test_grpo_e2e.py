@@ -99,7 +99,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
     ("override", "needle"),
     [
         ("sampling.n=0", "sampling.n must be >= 1"),
-        ("+trainer.bogus=1", "unknown config key trainer.bogus"),
+        ("trainer.bogus=1", "unknown config key trainer.bogus"),
         ("trainer.micro_batch_size=3", "not a multiple of data-parallel size"),
         ("model.tp=2", "does not divide"),
         ("data.train_prefix=/nonexistent/x", "no preprocessed dataset"),
