@@ -10,7 +10,8 @@
 #   DEVICES_PER_NODE  ranks per node (default: the preset's resources.devices_per_node)
 #   DEVICE            cpu | cuda | npu (default: the preset's resources.device)
 # The head starts Ray, waits until all NNODES nodes have joined, then trains; the other
-# nodes join and wait until the head's Ray stops.
+# nodes join and wait until the head's Ray stops. Ray's token authentication needs the same
+# token on every node: export RAY_AUTH_TOKEN=... (or RAY_AUTH_MODE=disabled on a private net).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"

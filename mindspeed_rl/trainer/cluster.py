@@ -61,12 +61,13 @@ class WorkerGroup:
             for rank in range(res.world_size)
         ]
         master = ray.get(self.workers[0].address.remote())
-        ray.get(
+        self.placement = ray.get(
             [
                 w.setup.remote(to_dict(cfg), master, str(load_dir), str(hf_meta_dir))
                 for w in self.workers
             ]
         )
+        """Per rank: its device kind and the Ray node it runs on."""
         self.reward = (
             ray.remote(RewardWorker)
             .options(num_cpus=0)

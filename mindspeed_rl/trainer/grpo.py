@@ -312,6 +312,7 @@ def train(cfg: GRPOConfig) -> dict[str, float]:
         cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
     )
     group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
+    (out / "placement.json").write_text(json.dumps(group.placement, indent=2))
     start = 1
     if resume is not None:
         state = json.loads((ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text())

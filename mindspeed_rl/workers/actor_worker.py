@@ -81,7 +81,14 @@ class HybridActorWorker:
         self.memory = HybridMemory(
             acc, self.engine, self.optimizer.params, self.optimizer.optimizer
         )
-        return {"rank": self.rank, "device": acc.kind}
+        import ray
+
+        return {
+            "rank": self.rank,
+            "device": acc.kind,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+        }
 
     # -- phases ----------------------------------------------------------------------------
 
