@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mindspeed_rl.algorithms.advantages import grpo_advantages, mean_centred_advantages
-from mindspeed_rl.algorithms.dapo import overlong_penalty
+from mindspeed_rl.algorithms.dapo import informative_groups, overlong_penalty
 from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
@@ -106,11 +106,11 @@ def rollout(
             group, batch.prompt_ids, batch.labels, _sampling(cfg, base_seed + round_ * 997)
         )
         extra["dapo/rounds"] += 1
-        for p, lab, g in zip(batch.prompt_ids, batch.labels, groups):
-            informative = len({s["reward"] for s in g}) > 1
-            (kept if informative or not cfg.algorithm.dynamic_sampling else spare).append(
-                (p, lab, g)
-            )
+        rewards = torch.tensor([s["reward"] for g in groups for s in g], dtype=torch.float32)
+        varied = set(informative_groups(rewards, G).tolist())
+        for b, item in enumerate(zip(batch.prompt_ids, batch.labels, groups)):
+            keep = b in varied or not cfg.algorithm.dynamic_sampling
+            (kept if keep else spare).append(item)
         if len(kept) >= B:
             break
     if cfg.algorithm.dynamic_sampling:

@@ -27,8 +27,12 @@ def _stable(row: dict) -> dict:
 
 def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts):
     out = tmp_path / "run"
+    # KL on (a frozen reference in each worker), two mini-batches per iteration (old
+    # log-probs recomputed), DAPO dynamic sampling: the optional paths of the loop run too.
+    extras = ("trainer.iterations=3", "loss.kl_coef=0.05", "trainer.mini_batch_size=4",
+              "algorithm.dynamic_sampling=true")  # fmt: skip
     proc = subprocess.run(
-        train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=3"),
+        train_command(tiny_chat_model, gsm8k_prompts, out, *extras),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -39,6 +43,11 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
                     "response_length/mean", "timing/update", "perf/tokens_per_s"):  # fmt: skip
             assert math.isfinite(row[key]), (key, row)
         assert row["actor/grad_norm"] > 0  # graded rewards -> non-zero advantages
+        assert math.isfinite(row["actor/kl"]) and row["dapo/informative_groups"] >= 1
+    # Step 1 starts at the reference; the policy then drifts from it.
+    assert rows[0]["actor/kl"] < rows[2]["actor/kl"]
+    # The second mini-batch of an iteration sees the first one's update: ratio != 1.
+    assert any(abs(r["actor/ratio_max"] - 1.0) > 1e-6 for r in rows)
     # The checkpoint is written in Megatron layout, and the weights moved.
     ckpt = out / "checkpoints"
     assert (ckpt / mf.TRACKER).read_text().strip() == "3"

@@ -35,7 +35,9 @@ def test_preset_composes_and_validates(name):
 
 
 def test_overrides_reach_any_field_and_unknown_keys_fail():
-    cfg = load_config("grpo_smollm2_cpu", ["trainer.export_hf=false", "optim.lr=3e-6", "model=qwen25_0.5b"])
+    cfg = load_config(
+        "grpo_smollm2_cpu", ["trainer.export_hf=false", "optim.lr=3e-6", "model=qwen25_0.5b"]
+    )
     assert cfg.trainer.export_hf is False and cfg.optim.lr == 3e-6
     assert cfg.model.hf_dir == "models/Qwen2.5-0.5B"
     with pytest.raises(UserError, match="unknown config key optim.lrr"):
