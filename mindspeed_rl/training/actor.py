@@ -119,8 +119,14 @@ class MegatronActor:
 
     def _token_logprobs(self, logits_BSV: torch.Tensor, mb: MicroBatch, entropy: bool):
         targets_BS = mb.tokens_BS[:, 1:]
+        entropy_grad = self.loss_config is not None and self.loss_config.entropy_coef > 0
         return vocab_parallel_logprobs(
-            logits_BSV[:, :-1], targets_BS, self.meta.spec.vocab_size, self.temperature, entropy
+            logits_BSV[:, :-1],
+            targets_BS,
+            self.meta.spec.vocab_size,
+            self.temperature,
+            entropy,
+            entropy_grad,
         )
 
     # -- log-probs -------------------------------------------------------------------------

@@ -22,11 +22,13 @@ def vocab_parallel_logprobs(
     vocab_size: int,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / temperature)[target] per position, and optionally the entropy.
 
     ``logits_BSV`` is this TP rank's vocabulary slice; ``vocab_size`` the real (unpadded)
-    size. Differentiable with respect to the logits.
+    size. Differentiable with respect to the logits; the entropy only if ``entropy_grad``
+    (without it, an entropy logged as a metric costs no backward pass over the vocabulary).
     """
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     group = parallel_state.get_tensor_model_parallel_group()
@@ -58,7 +60,8 @@ def vocab_parallel_logprobs(
     entropy_BS = None
     if with_entropy:
         # H = log Z - sum_v p_v * shifted_v, with p_v = exp_v / Z; masked columns have p = 0.
-        weighted_BS = reduce_from_tensor_model_parallel_region((exp * shifted).sum(-1))
-        expected_BS = weighted_BS / sum_exp_BS
-        entropy_BS = log_z_BS - expected_BS
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            weighted_BS = reduce_from_tensor_model_parallel_region((exp * shifted).sum(-1))
+            expected_BS = weighted_BS / sum_exp_BS
+            entropy_BS = log_z_BS - expected_BS
     return logprobs_BS, entropy_BS
