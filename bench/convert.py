@@ -10,9 +10,7 @@ SmolLM2-135M has 9 attention heads and 3 KV heads, so its TP must divide 3 (TP=2
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import emit  # noqa: E402
 
 
 def _model_bytes(model_dir: Path) -> int:
@@ -89,12 +90,9 @@ def main() -> int:
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    assert resource  # imported for the child code's benefit in docs
     sys.exit(main())

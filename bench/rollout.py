@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import emit  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
@@ -143,13 +146,8 @@ def main() -> int:
         "hf_generate": results["hf"],
         "ld_preload": env.get("LD_PRELOAD", ""),
         "speedup_vllm_over_hf": results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0
 
 

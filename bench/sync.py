@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -21,6 +20,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import emit  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 
@@ -135,13 +138,8 @@ def main() -> int:
         "params_dtype": meta.params_dtype,
         "by_bucket_mb": summary,
         "per_rank": ranks,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -66,6 +66,34 @@ def require_keys(config: dict, keys: tuple[str, ...], where: str) -> None:
         raise UserError(f"{where} lacks {', '.join(missing)}; is it a complete HF config.json?")
 
 
+def dense_spec(
+    family: str,
+    config: dict,
+    *,
+    qkv_bias: bool,
+    rope_theta_default: float,
+    norm_eps_default: float,
+    max_positions_default: int,
+) -> ModelSpec:
+    """The :class:`ModelSpec` of a Llama-like HF config (shared by the dense families)."""
+    heads = config["num_attention_heads"]
+    return ModelSpec(
+        family=family,
+        num_layers=config["num_hidden_layers"],
+        hidden_size=config["hidden_size"],
+        num_attention_heads=heads,
+        num_kv_heads=config.get("num_key_value_heads") or heads,
+        head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+        ffn_hidden_size=config["intermediate_size"],
+        vocab_size=config["vocab_size"],
+        max_position_embeddings=config.get("max_position_embeddings", max_positions_default),
+        rope_theta=rope_theta_of(config, rope_theta_default),
+        norm_eps=float(config.get("rms_norm_eps", norm_eps_default)),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        qkv_bias=qkv_bias,
+    )
+
+
 _BY_ARCHITECTURE: dict[str, ModelFamily] = {}
 _BY_NAME: dict[str, ModelFamily] = {}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import ModelFamily, require_keys, rope_theta_of
+from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys
 from mindspeed_rl.models.spec import ModelSpec
 
 _REQUIRED = (
@@ -27,19 +27,11 @@ class LlamaFamily(ModelFamily):
             config.get("rope_parameters") or {}
         ).get("rope_type", "default") != "default":
             raise UserError("Llama rope scaling (llama3 / yarn) is not supported yet")
-        heads = config["num_attention_heads"]
-        return ModelSpec(
-            family=self.name,
-            num_layers=config["num_hidden_layers"],
-            hidden_size=config["hidden_size"],
-            num_attention_heads=heads,
-            num_kv_heads=config.get("num_key_value_heads") or heads,
-            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
-            ffn_hidden_size=config["intermediate_size"],
-            vocab_size=config["vocab_size"],
-            max_position_embeddings=config.get("max_position_embeddings", 4096),
-            rope_theta=rope_theta_of(config, 10000.0),
-            norm_eps=float(config.get("rms_norm_eps", 1e-5)),
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        return dense_spec(
+            self.name,
+            config,
             qkv_bias=bool(config.get("attention_bias", False)),
+            rope_theta_default=10000.0,
+            norm_eps_default=1e-5,
+            max_positions_default=4096,
         )
