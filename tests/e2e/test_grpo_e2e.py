@@ -30,14 +30,20 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
     # KL on (a frozen reference in each worker), two mini-batches per iteration (old
     # log-probs recomputed), DAPO dynamic sampling: the optional paths of the loop run too.
     extras = ("trainer.iterations=3", "loss.kl_coef=0.05", "trainer.mini_batch_size=4",
-              "algorithm.dynamic_sampling=true")  # fmt: skip
+              "algorithm.dynamic_sampling=true", f"data.val_prefix={gsm8k_prompts}",
+              "trainer.val_interval=2", "data.val_prompts=4", "trainer.val_n=2")  # fmt: skip
     proc = subprocess.run(
         train_command(tiny_chat_model, gsm8k_prompts, out, *extras),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = _metrics(out / "metrics.jsonl")
+    all_rows = _metrics(out / "metrics.jsonl")
+    rows = [r for r in all_rows if "reward/mean" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
+    # Validation before training and after iteration 2: greedy pass@1 and avg@k.
+    val = [r for r in all_rows if "val/accuracy" in r]
+    assert [r["iteration"] for r in val] == [0, 2]
+    assert all(0 <= r["val/accuracy"] <= 1 and 0 <= r["val/avg_at_k"] <= 1 for r in val)
     for row in rows:
         for key in ("reward/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy",
                     "response_length/mean", "timing/update", "perf/tokens_per_s"):  # fmt: skip
