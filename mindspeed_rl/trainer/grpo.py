@@ -18,7 +18,7 @@ from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
-from mindspeed_rl.trainer.metrics import MetricsLogger
+from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, MetricsLogger
 from mindspeed_rl.trainer.transfer_dock import TransferDock
 from mindspeed_rl.training.actor import Samples
 from mindspeed_rl.training.optimizer import lr_at
@@ -220,7 +220,7 @@ def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig, acc
     return out
 
 
-def rollout_metrics(dock: TransferDock, cfg: GRPOConfig) -> dict[str, float]:
+def rollout_metrics(dock: TransferDock, acc_part: str) -> dict[str, float]:
     rewards = dock.get("reward")
     lengths = [len(r) for r in dock.get("response")]
     parts = dock.get("parts")
@@ -232,6 +232,8 @@ def rollout_metrics(dock: TransferDock, cfg: GRPOConfig) -> dict[str, float]:
     }
     for name in parts[0]:
         m[f"reward/{name}"] = sum(p[name] for p in parts) / len(parts)
+    # The accuracy scorer under one name, whichever scorer it is (curves, console, runs compare).
+    m[REWARD_ACCURACY] = m[f"reward/{acc_part}"]
     return m
 
 
@@ -344,7 +346,7 @@ def train(cfg: GRPOConfig) -> dict[str, float]:
                 with t("update"):
                     actor = update(group, dock, cfg, iteration)
             tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
-            metrics = {**rollout_metrics(dock, cfg), **actor, **extra,
+            metrics = {**rollout_metrics(dock, acc_part), **actor, **extra,
                        **{f"timing/{k}": v for k, v in t.seconds.items()},
                        "perf/tokens_per_s": tokens / t.seconds["step"]}  # fmt: skip
             logger.log(iteration, metrics)

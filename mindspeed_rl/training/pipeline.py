@@ -3,7 +3,8 @@
 megatron-core's own schedules allocate counters with ``device="cuda"`` and synchronise CUDA
 streams, so they cannot run on CPU (or, without torch_npu's mapping, on NPU). This schedule
 is GPipe-style: every micro-batch goes forward through the stages, then every micro-batch
-goes backward in reverse order. Activations travel between neighbouring stages with
+goes backward in reverse order (with one stage, each micro-batch's backward follows its
+forward at once). Activations travel between neighbouring stages with
 point-to-point send / recv on the pipeline group; with PP=1 it is a plain loop.
 """
 
@@ -88,10 +89,16 @@ def forward_backward(
                 out = loss
             else:
                 _send(out.detach(), next_rank)
+            if first and last:
+                # One stage: backward right away, so only one micro-batch's activations (and
+                # its vocabulary-sized log-softmax buffers) are alive at a time.
+                if not forward_only:
+                    out.backward()
+                continue
             inputs.append(input_SBH)
             outputs.append(out)
 
-    if forward_only:
+    if forward_only or (first and last):
         return results
     for input_SBH, out in zip(reversed(inputs), reversed(outputs)):
         if last:

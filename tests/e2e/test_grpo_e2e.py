@@ -50,6 +50,7 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
             assert math.isfinite(row[key]), (key, row)
         assert row["actor/grad_norm"] > 0  # graded rewards -> non-zero advantages
         assert math.isfinite(row["actor/kl"]) and row["dapo/informative_groups"] >= 1
+        assert row["reward/accuracy"] == row["reward/tests.e2e.toy_scorers:vowel_ratio"]
     # Step 1 starts at the reference; the policy then drifts from it.
     assert rows[0]["actor/kl"] < rows[2]["actor/kl"]
     # The second mini-batch of an iteration sees the first one's update: ratio != 1.
