@@ -355,11 +355,14 @@ def train(cfg: GRPOConfig) -> dict[str, float]:
                 group.call("to_rollout")
                 in_rollout = True
                 logger.log(iteration, validate(group, val, cfg, acc_part))
-            last = iteration == cfg.trainer.iterations
-            if in_rollout and (last or cfg.trainer.save_interval):
-                group.call("to_train")  # checkpoints hold the optimizer state, on device
-                in_rollout = False
-            if last or (cfg.trainer.save_interval and iteration % cfg.trainer.save_interval == 0):
+            interval = cfg.trainer.save_interval
+            save_now = iteration == cfg.trainer.iterations or (
+                interval and iteration % interval == 0
+            )
+            if save_now:
+                if in_rollout:
+                    group.call("to_train")  # checkpoints hold the optimizer state, on device
+                    in_rollout = False
                 save_checkpoint(group, ckpt_root, iteration, loader)
     finally:
         logger.close()
