@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preprocess a dataset into R1 prompts: bash examples/data/preprocess_data.sh NAME [key=value ...]
-#   NAME: deepscaler | math | gsm8k | countdown (configs/datasets/NAME.yaml)
-# Countdown needs no download: its raw puzzles are generated here when missing.
+#   NAME: deepscaler | math | gsm8k | countdown | arithmetic (configs/datasets/NAME.yaml)
+# Countdown and arithmetic need no download: their raw rows are generated here when missing;
+# arithmetic's held-out split is preprocessed too (data/arithmetic/test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -16,6 +17,11 @@ if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then
     python=.venv/bin/python
 fi
 if [ "$name" = countdown ] && [ ! -f data/raw/countdown/train.jsonl ]; then
-    "$python" cli/generate_countdown.py --rows 20000 --seed 0 --out data/raw/countdown/train.jsonl
+    "$python" cli/generate_data.py countdown --rows 20000 --seed 0 --out data/raw/countdown/train.jsonl
+fi
+if [ "$name" = arithmetic ]; then
+    [ -f data/raw/arithmetic/test.jsonl ] || "$python" cli/generate_data.py arithmetic --seed 0 --out-dir data/raw/arithmetic
+    "$python" cli/preprocess_data.py arithmetic input=data/raw/arithmetic/test.jsonl \
+        output_prefix=data/arithmetic/test "$@"
 fi
 exec "$python" cli/preprocess_data.py "$name" "$@"

@@ -81,12 +81,33 @@ def test_example_script(tmp_path, gsm8k_sample, smollm2_dir):
 
 def test_generate_countdown_cli(tmp_path):
     out = tmp_path / "cd.jsonl"
-    result = cli("cli/generate_countdown.py", "--rows", "50", "--seed", "3", "--out", str(out))
+    result = cli(
+        "cli/generate_data.py", "countdown", "--rows", "50", "--seed", "3", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 50 and {"nums", "target", "solution"} <= set(rows[0])
-    bad = cli("cli/generate_countdown.py", "--rows", "0", "--out", str(out))
+    bad = cli("cli/generate_data.py", "countdown", "--rows", "0", "--out", str(out))
     assert_one_line_error(bad, "rows must be >= 1")
+
+
+def test_generate_arithmetic_cli(tmp_path):
+    out = tmp_path / "arith"
+    args = ("cli/generate_data.py", "arithmetic", "--first", "10:19", "--second", "1:5")
+    result = cli(*args, "--test-rows", "30", "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(x) for x in (out / "test.jsonl").read_text().splitlines()]
+    assert len(test) == 30 and len(train) == 2 * 10 * 5 - 30
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    for row in train + test:
+        a, op, b = row["question"].removeprefix("What is ").rstrip("?").split()
+        assert int(row["label"]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+    bad = cli(*args, "--test-rows", "100", "--out-dir", str(tmp_path / "bad"))
+    assert_one_line_error(bad, "leaves no training questions")
+    assert not (tmp_path / "bad").exists()
+    bad = cli("cli/generate_data.py", "arithmetic", "--first", "ten", "--out-dir", str(out))
+    assert_one_line_error(bad, "--first: expected MIN:MAX")
 
 
 def test_score_cli(tmp_path):
