@@ -18,6 +18,7 @@ from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
+from mindspeed_rl.errors import UserError
 from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, MetricsLogger
 from mindspeed_rl.trainer.transfer_dock import TransferDock
 from mindspeed_rl.training.actor import Samples
@@ -289,10 +290,27 @@ def _val_set(cfg: GRPOConfig) -> tuple[list[list[int]], list[str]] | None:
     return [ds.prompt_ids(i) for i in rows], [ds.label(i) for i in rows]
 
 
+def resolve_assistant_prefix(cfg: GRPOConfig) -> str:
+    """The assistant prefix responses are scored with: the config's, else the one the training
+    set was preprocessed with; a held-out set built with another template is refused."""
+    if cfg.data.assistant_prefix is not None:
+        return cfg.data.assistant_prefix
+    prefix = PromptDataset(resolve(cfg.data.train_prefix)).summary.get("assistant_prefix", "")
+    if cfg.data.val_prefix:
+        val = PromptDataset(resolve(cfg.data.val_prefix)).summary.get("assistant_prefix", "")
+        if val != prefix:
+            raise UserError(
+                f"data.val_prefix was preprocessed with assistant prefix {val!r} but "
+                f"data.train_prefix with {prefix!r}; preprocess both with the same template"
+            )
+    return prefix
+
+
 def train(cfg: GRPOConfig) -> dict[str, float]:
     """Run GRPO as configured; returns the last iteration's metrics."""
     from mindspeed_rl.trainer.cluster import WorkerGroup
 
+    cfg.data.assistant_prefix = resolve_assistant_prefix(cfg)
     out = resolve(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.logging.dir = str(resolve(cfg.logging.dir))
