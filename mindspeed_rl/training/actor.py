@@ -43,6 +43,10 @@ def dp_shard(n: int) -> range:
     return range(min(n, rank * per), min(n, (rank + 1) * per))
 
 
+def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [items[k : k + size] for k in range(0, len(items), size)]
+
+
 def is_output_rank() -> bool:
     """The rank of its model-parallel group that reports results (last stage, TP rank 0)."""
     return (
@@ -77,20 +81,27 @@ class MegatronActor:
     # -- packing ---------------------------------------------------------------------------
 
     def _pack(self, samples: Samples, rows: Sequence[int | None], seq_len: int) -> MicroBatch:
-        """Right-padded micro-batch; ``None`` rows are all-padding fillers (mask 0)."""
+        """Right-padded micro-batch; ``None`` rows are all-padding fillers (mask 0).
+
+        Per-token tensors (mask, old / ref log-probs) cover the predicted positions from
+        ``logits_from``, the last position of the shortest prompt, to ``seq_len - 2``.
+        """
         b = len(rows)
+        real = [i for i in rows if i is not None]
+        start = min((len(samples.prompt_ids[i]) - 1 for i in real), default=0)
+        width = seq_len - 1 - start
         tokens = torch.full((b, seq_len), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(b, seq_len - 1)
+        mask = torch.zeros(b, width)
         adv = torch.zeros(b)
-        old = torch.zeros(b, seq_len - 1)
-        ref = torch.zeros(b, seq_len - 1)
+        old = torch.zeros(b, width)
+        ref = torch.zeros(b, width)
         for r, i in enumerate(rows):
             if i is None:
                 continue
             p, resp = samples.prompt_ids[i], samples.response_ids[i]
             seq = p + resp
             tokens[r, : len(seq)] = torch.tensor(seq)
-            span = slice(len(p) - 1, len(seq) - 1)
+            span = slice(len(p) - 1 - start, len(seq) - 1 - start)
             mask[r, span] = 1.0
             if samples.advantages is not None:
                 adv[r] = samples.advantages[i]
@@ -105,6 +116,7 @@ class MegatronActor:
             position_ids_BS=positions.to(self.device),
             attention_mask_B1SS=causal_mask(seq_len, self.device),
             extra={k: v.to(self.device) for k, v in extra.items()},
+            logits_from=start,
         )
 
     def _micro_batches(self, samples: Samples, indices: Sequence[int]) -> list[MicroBatch]:
@@ -118,7 +130,9 @@ class MegatronActor:
         return [self._pack(samples, rows[k : k + mbs], seq_len) for k in range(0, len(rows), mbs)]
 
     def _token_logprobs(self, logits_BSV: torch.Tensor, mb: MicroBatch, entropy: bool):
-        targets_BS = mb.tokens_BS[:, 1:]
+        """Log-probs (and entropies) of tokens ``logits_from + 1 ..`` under the logits the
+        window left (positions ``logits_from ..``)."""
+        targets_BS = mb.tokens_BS[:, mb.logits_from + 1 :]
         entropy_grad = self.loss_config is not None and self.loss_config.entropy_coef > 0
         return vocab_parallel_logprobs(
             logits_BSV[:, :-1],
@@ -149,10 +163,10 @@ class MegatronActor:
         out: dict[int, list[float]] = {}
         if not is_output_rank():
             return out
-        flat = [row for lp_BS in results for row in lp_BS.float().cpu()]
-        for i, row in zip(indices, flat):
-            p, resp = samples.prompt_ids[i], samples.response_ids[i]
-            out[i] = row[len(p) - 1 : len(p) - 1 + len(resp)].tolist()
+        for mb, lp_BS, rows in zip(mbs, results, _chunks(indices, self.micro_batch_size)):
+            for i, row in zip(rows, lp_BS.float().cpu()):
+                first = len(samples.prompt_ids[i]) - 1 - mb.logits_from
+                out[i] = row[first : first + len(samples.response_ids[i])].tolist()
         return out
 
     # -- update ----------------------------------------------------------------------------

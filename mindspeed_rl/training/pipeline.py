@@ -29,10 +29,40 @@ class MicroBatch:
     """True where attention is NOT allowed (Megatron's convention)."""
     extra: dict[str, torch.Tensor]
     """Whatever the loss needs (labels, masks, advantages, ...), on the last stage."""
+    logits_from: int = 0
+    """First position whose logits the loss reads: the output layer skips the ones before it
+    (the prompt's), so ``loss_fn`` gets logits for positions ``logits_from..S-1``."""
 
 
 # loss_fn(logits_BSV_local, micro_batch) -> (loss to backprop, outputs to return)
 LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, Any]]
+
+
+class _OutputWindow:
+    """Forward pre-hook on the output layer that drops positions before ``start``.
+
+    GPTModel computes logits for every position; RL losses read only the response's. The
+    vocabulary projection and its log-softmax are a fifth of SmolLM2's forward-backward and
+    more of its memory, and prompts are most of a short-answer sequence, so skipping them
+    pays. Slicing the output layer's input [S, B, H] keeps the parameter names untouched.
+    """
+
+    def __init__(self) -> None:
+        self.start = 0
+
+    def __call__(self, module, args, kwargs):
+        if not self.start:
+            return None
+        return (args[0][self.start :], *args[1:]), kwargs
+
+
+def _output_window(model: torch.nn.Module) -> _OutputWindow:
+    window = getattr(model, "_mindspeed_output_window", None)
+    if window is None:
+        window = _OutputWindow()
+        model.output_layer.register_forward_pre_hook(window, with_kwargs=True)
+        model._mindspeed_output_window = window
+    return window
 
 
 def causal_mask(seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -73,6 +103,7 @@ def forward_backward(
     inputs: list[torch.Tensor | None] = []
     outputs: list[torch.Tensor] = []
     results: list[Any] = []
+    window = _output_window(model) if last else None
 
     with torch.set_grad_enabled(not forward_only):
         for mb in micro_batches:
@@ -82,6 +113,8 @@ def forward_backward(
                 input_SBH = _recv((seq, batch, hidden_size), dtype, device, prev_rank)
                 input_SBH.requires_grad_(not forward_only)
                 model.set_input_tensor(input_SBH)
+            if window is not None:
+                window.start = mb.logits_from
             out = model(mb.tokens_BS, mb.position_ids_BS, attention_mask=mb.attention_mask_B1SS)
             if last:
                 loss, result = loss_fn(out, mb)
