@@ -60,9 +60,10 @@ class DataConfig:
     """Held-out prompts scored at each validation (the first ones of the set)."""
     seed: int = 1234
     """Shuffle seed of the training prompts."""
-    assistant_prefix: str = ""
+    assistant_prefix: str | None = None
     """Text the prompt template ends with inside the assistant turn (e.g. "<think>"); it is
-    put back in front of each response before scoring."""
+    put back in front of each response before scoring. None: the one the training set was
+    preprocessed with (its summary records it)."""
 
     def __post_init__(self) -> None:
         if self.prompts_per_iteration < 1:
@@ -78,14 +79,19 @@ class OptimConfig:
     """AdamW on the actor."""
 
     lr: float = 1e-6
+    """Peak learning rate (reached after warm-up)."""
     min_lr: float = 0.0
     """Floor of the cosine decay (equal to lr: constant after warm-up)."""
     warmup_iterations: int = 0
+    """Iterations of linear warm-up from 0 to lr; 0: none."""
     decay: str = "constant"
     """constant or cosine (over trainer.iterations)."""
     weight_decay: float = 0.0
+    """AdamW (decoupled) weight decay of the weight matrices; norms and biases are not decayed."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW beta1, beta2."""
     eps: float = 1e-8
+    """AdamW epsilon."""
     clip_grad: float = 1.0
     """Global gradient-norm clip; 0 turns it off."""
 
@@ -114,6 +120,7 @@ class AlgorithmConfig:
     """DAPO overlong shaping: tokens before ``sampling.max_tokens`` over which the penalty
     grows to ``overlong_penalty``; 0 turns it off."""
     overlong_penalty: float = 1.0
+    """The largest overlong penalty (subtracted from the reward at ``sampling.max_tokens``)."""
 
     def __post_init__(self) -> None:
         if self.advantage not in ("grpo", "drgrpo"):
@@ -127,6 +134,7 @@ class TrainerConfig:
     """The loop."""
 
     iterations: int = 100
+    """Iterations to train (one batch of rollouts and its updates each)."""
     mini_batch_size: int = 0
     """Samples per optimizer step; 0: the whole iteration's batch (one step per iteration)."""
     micro_batch_size: int = 4
@@ -146,6 +154,8 @@ class TrainerConfig:
     export_hf: bool = True
     """Convert the final checkpoint to an HF model in <output_dir>/hf."""
     seed: int = 1234
+    """Seed of the model-parallel RNGs and of sampling (rollout and validation seeds are derived
+    from it and the iteration)."""
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -165,6 +175,7 @@ class ResourcesConfig:
     """Where the workers run (Ray)."""
 
     nnodes: int = 1
+    """Nodes in the Ray cluster the run uses."""
     devices_per_node: int = 2
     """Ranks per node: CPU cores on CPU, cards on GPU / NPU."""
     device: str = "auto"
@@ -172,6 +183,7 @@ class ResourcesConfig:
     ray_address: str = ""
     """Ray cluster to join (``auto`` for one started with ``ray start``); empty: a local one."""
     cpus_per_worker: float = 1.0
+    """CPUs Ray reserves for each rank's worker."""
 
     def __post_init__(self) -> None:
         if self.nnodes < 1 or self.devices_per_node < 1:

@@ -21,7 +21,10 @@ class SamplingConfig:
     n: int = 8
     """Samples per prompt (the GRPO group size G)."""
     temperature: float = 1.0
+    """Sampling temperature (> 0); the actor computes its log-probs at the same temperature."""
     top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p; 1
+    disables it."""
     top_k: int = -1
     """-1 disables top-k."""
     max_tokens: int = 256
