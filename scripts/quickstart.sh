@@ -14,9 +14,7 @@ bash scripts/install.sh cpu
 . .venv/bin/activate
 python tools/prepare_smollm2.py
 
-[ -f data/gsm8k/train_prompt.idx ] || bash examples/data/preprocess_data.sh gsm8k
-[ -f data/gsm8k/test_prompt.idx ] || bash examples/data/preprocess_data.sh gsm8k \
-  input=../shared/data/gsm8k/test.jsonl output_prefix=data/gsm8k/test
+[ -f data/arithmetic/test_prompt.idx ] || bash examples/data/preprocess_data.sh arithmetic
 
 ckpt=runs/ckpt/smollm2_tp1_pp1
 [ -f "$ckpt/latest_checkpointed_iteration.txt" ] || python cli/convert_ckpt.py hf2mcore \
