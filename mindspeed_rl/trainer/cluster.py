@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mindspeed_rl.accelerator import get_accelerator
 from mindspeed_rl.config.grpo import GRPOConfig
 from mindspeed_rl.config.structured import to_dict
 
@@ -32,8 +33,10 @@ class WorkerGroup:
         from mindspeed_rl.workers.actor_worker import HybridActorWorker, RewardWorker
 
         res = cfg.resources
-        on_cpu = res.device == "cpu" or (res.device == "auto" and not _has_gpus())
-        env = {"MINDSPEED_RL_DEVICE": "cpu"} if on_cpu else {}
+        # The driver resolves "auto" once, so every worker uses the same kind.
+        kind = get_accelerator(res.device).kind
+        on_cpu = kind == "cpu"
+        env = {"MINDSPEED_RL_DEVICE": kind}
         if on_cpu:
             env["LD_PRELOAD"] = _ld_preload()
         if not ray.is_initialized():
@@ -47,15 +50,19 @@ class WorkerGroup:
                     log_to_driver=True,
                 )
         bundle = {"CPU": res.cpus_per_worker}
-        if not on_cpu:
-            bundle["GPU"] = 1
+        # Ray knows GPUs natively; Ascend NPUs are the custom resource "NPU" that
+        # examples/grpo/launch.sh declares when it starts Ray.
+        device_resource = {"cuda": "GPU", "npu": "NPU"}.get(kind)
+        if device_resource:
+            bundle[device_resource] = 1
         self.pg = placement_group([dict(bundle) for _ in range(res.world_size)], strategy="PACK")
         ray.get(self.pg.ready())
         actor_cls = ray.remote(HybridActorWorker)
         self.workers = [
             actor_cls.options(
                 num_cpus=res.cpus_per_worker,
-                num_gpus=0 if on_cpu else 1,
+                num_gpus=1 if kind == "cuda" else 0,
+                resources={"NPU": 1} if kind == "npu" else None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, rank),
             ).remote(rank, res.world_size, rank % res.devices_per_node, res.devices_per_node)
             for rank in range(res.world_size)
@@ -88,9 +95,3 @@ class WorkerGroup:
             ray.get(self.reward.close.remote(), timeout=30)
         finally:
             ray.shutdown()
-
-
-def _has_gpus() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
