@@ -240,8 +240,7 @@ once, strictly:
   preset itself sets under `model:` still win over the group file;
 - an unknown key, a value of the wrong type or a value a section refuses fails at start-up
   with one line naming the key; so do cross-section mistakes (checked by
-  `GRPOConfig.validate`: the ranks not a multiple of `model.tp * model.pp`, `rollout.infer_tp`
-  not dividing `model.tp`, a mini-batch that does not divide the batch or is not a multiple
+  `GRPOConfig.validate`: the ranks not a multiple of `model.tp * model.pp`, a mini-batch that does not divide the batch or is not a multiple
   of data-parallel size x `trainer.micro_batch_size`, `algorithm.advantage=grpo` with
   `sampling.n < 2`, missing model or dataset files);
 - `python cli/train_grpo.py --config-name NAME [overrides] --check` runs all of that and

@@ -229,10 +229,6 @@ class GRPOConfig:
             raise UserError(
                 f"resources: {world} ranks are not a multiple of model.tp*model.pp={m.tp * m.pp}"
             )
-        try:
-            self.rollout.check_training_tp(m.tp)
-        except ValueError as err:
-            raise UserError(str(err)) from None
         mini = self.trainer.mini_batch_size or self.samples_per_iteration
         if self.samples_per_iteration % mini:
             raise UserError(

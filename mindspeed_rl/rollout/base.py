@@ -56,7 +56,8 @@ class RolloutConfig:
     engine: str = "vllm"
     """``vllm`` or ``torch`` (the plain-torch fallback, for machines without vLLM)."""
     infer_tp: int = 1
-    """Inference tensor-parallel size; must divide the training TP (1 on CPU)."""
+    """Inference tensor-parallel size. Only 1 for now: every rank runs its own in-process
+    engine holding the whole model (TP across ranks needs vLLM's external-launcher groups)."""
     max_model_len: int = 1024
     """Prompt + response tokens the engine accepts."""
     dtype: str = "fp32"
@@ -73,8 +74,11 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if self.engine not in ("vllm", "torch"):
             raise ValueError(f"rollout.engine must be 'vllm' or 'torch', got {self.engine!r}")
-        if self.infer_tp < 1:
-            raise ValueError(f"rollout.infer_tp must be >= 1, got {self.infer_tp}")
+        if self.infer_tp != 1:
+            raise ValueError(
+                f"rollout.infer_tp={self.infer_tp} is not supported yet: each rank runs its own "
+                "in-process vLLM holding the whole model; use rollout.infer_tp=1"
+            )
         if self.bucket_mb <= 0:
             raise ValueError(
                 f"rollout.bucket_mb must be > 0, got {self.bucket_mb} (it bounds the memory "
@@ -88,13 +92,6 @@ class RolloutConfig:
             )
         if self.max_model_len < 2:
             raise ValueError(f"rollout.max_model_len must be >= 2, got {self.max_model_len}")
-
-    def check_training_tp(self, train_tp: int) -> None:
-        if train_tp % self.infer_tp:
-            raise ValueError(
-                f"rollout.infer_tp={self.infer_tp} does not divide the training TP "
-                f"({train_tp}); use a divisor of {train_tp}"
-            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
