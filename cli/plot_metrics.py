@@ -2,7 +2,7 @@
 
 python cli/plot_metrics.py runs/r1/metrics.jsonl [--out runs/r1/plots]
 
-Writes one PNG per figure (reward, accuracy, response length, KL, validation accuracy; those
+Writes one PNG per figure (reward, accuracy, format, response length, KL, validation accuracy; those
 the file has data for) and all of them side by side in curves.png.
 """
 
@@ -21,9 +21,11 @@ from mindspeed_rl.trainer.metrics import (  # noqa: E402
     RESPONSE_LENGTH_MAX,
     RESPONSE_LENGTH_MEAN,
     REWARD_ACCURACY,
+    REWARD_FORMAT,
     REWARD_MEAN,
     VAL_ACCURACY,
     VAL_AVG_AT_K,
+    VAL_FORMAT,
     load_metrics,
 )
 
@@ -43,6 +45,7 @@ class Figure:
 FIGURES = (
     Figure("reward", "Reward (mean over samples)", (REWARD_MEAN,)),
     Figure("accuracy", "Training accuracy", (REWARD_ACCURACY,)),
+    Figure("format", "Format reward", (REWARD_FORMAT, VAL_FORMAT)),
     Figure(
         "response_length", "Response length (tokens)", (RESPONSE_LENGTH_MEAN, RESPONSE_LENGTH_MAX)
     ),

@@ -19,7 +19,7 @@ from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, MetricsLogger
+from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, REWARD_FORMAT, MetricsLogger
 from mindspeed_rl.trainer.transfer_dock import TransferDock
 from mindspeed_rl.training.actor import Samples
 from mindspeed_rl.training.optimizer import lr_at
@@ -233,8 +233,12 @@ def rollout_metrics(dock: TransferDock, acc_part: str) -> dict[str, float]:
     }
     for name in parts[0]:
         m[f"reward/{name}"] = sum(p[name] for p in parts) / len(parts)
-    # The accuracy scorer under one name, whichever scorer it is (curves, console, runs compare).
+    # The accuracy and format scorers under one name each, whichever scorers they are (curves,
+    # console, runs compare).
     m[REWARD_ACCURACY] = m[f"reward/{acc_part}"]
+    fmt = next((p for p in parts[0] if p.startswith("format")), None)
+    if fmt:
+        m[REWARD_FORMAT] = m[f"reward/{fmt}"]
     return m
 
 

@@ -53,6 +53,8 @@ PERF_TOKENS_PER_S = "perf/tokens_per_s"
 VAL_ACCURACY = "val/accuracy"
 """pass@1 on the validation set."""
 VAL_AVG_AT_K = "val/avg_at_k"
+VAL_FORMAT = "val/format"
+"""The format scorer's mean on the validation set."""
 
 METRICS_FILE = "metrics.jsonl"
 
