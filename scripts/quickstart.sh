@@ -24,8 +24,8 @@ out=runs/grpo_smollm2_cpu
 extra=()
 if [ "$short" = 1 ]; then
   out=runs/grpo_smollm2_cpu_short
-  extra=(trainer.iterations=3 data.prompts_per_iteration=4 data.val_prompts=16
-         trainer.val_interval=3 trainer.save_interval=0 sampling.max_tokens=128)
+  extra=(trainer.iterations=3 data.prompts_per_iteration=4 data.val_prompts=32
+         trainer.val_interval=3 trainer.save_interval=0)
 fi
 python cli/train_grpo.py --config-name grpo_smollm2_cpu model.load_dir="$ckpt" \
   trainer.output_dir="$out" "${extra[@]}" "$@"
