@@ -275,6 +275,30 @@ class GRPOConfig:
                     f"{key}: no preprocessed dataset at {resolve(prefix)}_prompt.idx; run "
                     "`bash examples/data/preprocess_data.sh NAME` first"
                 )
+        self._check_tokenizer()
+
+    def _check_tokenizer(self) -> None:
+        """The datasets were tokenized with the policy's tokenizer (their summaries say which)."""
+        from mindspeed_rl.data.tokenization import tokenizer_fingerprint
+
+        model_print = None
+        for key, prefix in (
+            ("data.train_prefix", self.data.train_prefix),
+            ("data.val_prefix", self.data.val_prefix),
+        ):
+            summary_file = resolve(prefix + "_summary.json") if prefix else None
+            if summary_file is None or not summary_file.is_file():
+                continue
+            summary = json.loads(summary_file.read_text())
+            if "tokenizer_fingerprint" not in summary:  # preprocessed before it was recorded
+                continue
+            model_print = model_print or tokenizer_fingerprint(resolve(self.model.hf_dir))
+            if summary["tokenizer_fingerprint"] != model_print:
+                raise UserError(
+                    f"{key}: {resolve(prefix)} was tokenized with {summary.get('tokenizer')}, "
+                    f"whose vocabulary differs from model.hf_dir's; preprocess again with "
+                    f"tokenizer={self.model.hf_dir}"
+                )
 
 
 def load_config(

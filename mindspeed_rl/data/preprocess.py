@@ -23,7 +23,11 @@ from mindspeed_rl.data.handlers import Handler, RowError, RowView, get_handler
 from mindspeed_rl.data.indexed import SUMMARY, write_prompt_dataset
 from mindspeed_rl.data.readers import FORMATS, read_records
 from mindspeed_rl.data.templates import REPO_ROOT, Template, get_template
-from mindspeed_rl.data.tokenization import encode_prompts, load_hf_tokenizer
+from mindspeed_rl.data.tokenization import (
+    encode_prompts,
+    load_hf_tokenizer,
+    tokenizer_fingerprint,
+)
 from mindspeed_rl.errors import UserError
 
 DATASET_CONFIGS = REPO_ROOT / "configs" / "datasets"
@@ -239,6 +243,7 @@ def preprocess(config: DatasetConfig, progress: bool = False) -> dict[str, Any]:
         "template": config.template,
         "assistant_prefix": template.assistant_prefix,
         "tokenizer": str(tokenizer_path),
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_path),
         "max_prompt_length": config.max_prompt_length,
         "rows_read": rows.read,
         "rows_kept": len(kept),

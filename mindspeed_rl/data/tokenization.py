@@ -33,6 +33,23 @@ def load_hf_tokenizer(path: Path) -> Any:
         raise UserError(f"{path}: cannot load a tokenizer: {first_line}") from None
 
 
+def tokenizer_fingerprint(path: Path) -> str:
+    """A short hash of the token -> id map of the tokenizer in ``path`` (added tokens included).
+
+    Preprocessing records it and the trainer compares it with the policy's tokenizer: ids made
+    by another tokenizer are a silently wrong training set, not an error anyone would see.
+    """
+    import hashlib
+    import json
+
+    if (path / "tokenizer.json").is_file():
+        vocab = _fast_tokenizer(path).get_vocab(with_added_tokens=True)
+    else:
+        vocab = load_hf_tokenizer(path).get_vocab()
+    blob = json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def _fast_tokenizer(path: Path) -> Any:
     from tokenizers import Tokenizer
 

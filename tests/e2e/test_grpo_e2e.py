@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,3 +132,22 @@ def test_bad_config_fails_at_start_with_one_line(
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+
+
+def test_dataset_from_another_tokenizer_is_refused(tmp_path, tiny_chat_model, gsm8k_prompts):
+    # Same files, but the summary says another vocabulary made the ids.
+    other = tmp_path / "other"
+    for f in gsm8k_prompts.parent.glob(gsm8k_prompts.name + "_*"):
+        shutil.copy(f, str(other) + f.name[len(gsm8k_prompts.name) :])
+    summary = Path(str(other) + "_summary.json")
+    data = json.loads(summary.read_text())
+    assert len(data["tokenizer_fingerprint"]) == 16
+    data["tokenizer_fingerprint"] = "0" * 16
+    summary.write_text(json.dumps(data))
+    cmd = train_command(
+        tiny_chat_model, gsm8k_prompts, tmp_path / "x", f"data.train_prefix={other}"
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "whose vocabulary differs" in lines[0], proc.stderr[-2000:]
