@@ -138,7 +138,14 @@ class TrainerConfig:
     mini_batch_size: int = 0
     """Samples per optimizer step; 0: the whole iteration's batch (one step per iteration)."""
     micro_batch_size: int = 4
-    """Samples per forward/backward pass on a data-parallel rank."""
+    """Samples per forward/backward pass on a data-parallel rank (with pack_prompts: at most
+    this many responses of one prompt, in one row)."""
+    pack_prompts: bool = True
+    """Train the responses of one prompt in one row after a single copy of the prompt (each
+    response attends to the prompt and itself; RoPE positions continue from the prompt), so
+    the prompt's forward and backward run once per micro-batch, not once per response. The
+    same log-probs as separate rows (tested); fewer tokens by up to ``sampling.n``x the
+    prompt's length."""
     ppo_epochs: int = 1
     """Passes over each iteration's batch."""
     val_interval: int = 0

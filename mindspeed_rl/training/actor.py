@@ -47,6 +47,14 @@ def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
     return [items[k : k + size] for k in range(0, len(items), size)]
 
 
+def _prompt_packs(samples: Samples, indices: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` grouped by identical prompt (first-seen order), at most ``size`` a pack."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in indices:
+        groups.setdefault(tuple(samples.prompt_ids[i]), []).append(i)
+    return [g[k : k + size] for g in groups.values() for k in range(0, len(g), size)]
+
+
 def is_output_rank() -> bool:
     """The rank of its model-parallel group that reports results (last stage, TP rank 0)."""
     return (
@@ -67,6 +75,7 @@ class MegatronActor:
         temperature: float,
         micro_batch_size: int,
         pad_id: int = 0,
+        pack_prompts: bool = False,
     ):
         self.model = model
         self.meta = meta
@@ -75,6 +84,7 @@ class MegatronActor:
         self.temperature = temperature
         self.micro_batch_size = micro_batch_size
         self.pad_id = pad_id
+        self.pack_prompts = pack_prompts
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
 
@@ -92,7 +102,7 @@ class MegatronActor:
         width = seq_len - 1 - start
         tokens = torch.full((b, seq_len), self.pad_id, dtype=torch.long)
         mask = torch.zeros(b, width)
-        adv = torch.zeros(b)
+        adv = torch.zeros(b, width)
         old = torch.zeros(b, width)
         ref = torch.zeros(b, width)
         for r, i in enumerate(rows):
@@ -104,7 +114,7 @@ class MegatronActor:
             span = slice(len(p) - 1 - start, len(seq) - 1 - start)
             mask[r, span] = 1.0
             if samples.advantages is not None:
-                adv[r] = samples.advantages[i]
+                adv[r, span] = samples.advantages[i]
             if samples.old_logprobs is not None:
                 old[r, span] = torch.tensor(samples.old_logprobs[i])
             if samples.ref_logprobs is not None:
@@ -119,28 +129,93 @@ class MegatronActor:
             logits_from=start,
         )
 
-    def _micro_batches(self, samples: Samples, indices: Sequence[int]) -> list[MicroBatch]:
+    def _pack_shared_prompt(self, samples: Samples, rows: Sequence[int]) -> MicroBatch:
+        """One row: the prompt once, then each response of ``rows`` (which share that prompt).
+
+        Each response attends to the prompt and to its own earlier tokens only, and its RoPE
+        positions continue from the prompt's length, so every response sees exactly what it
+        sees alone; the prompt's forward and backward run once instead of once per response.
+        The last prompt position predicts every response's first token. Per-token tensors come
+        back in the padded ``[responses, longest]`` layout the loss expects.
+        """
+        prompt = samples.prompt_ids[rows[0]]
+        n_prompt = len(prompt)
+        responses = [samples.response_ids[i] for i in rows]
+        seq_len = n_prompt + sum(len(r) for r in responses)
+        allowed = torch.zeros(seq_len, seq_len, dtype=torch.bool)
+        allowed[:n_prompt, :n_prompt] = torch.ones(n_prompt, n_prompt, dtype=torch.bool).tril()
+        tokens, positions, predict_from = list(prompt), list(range(n_prompt)), []
+        longest = max(len(r) for r in responses)
+        unpack = torch.zeros(len(rows), longest, dtype=torch.long)
+        mask, adv, old, ref = (torch.zeros(len(rows), longest) for _ in range(4))
+        for r, (i, resp) in enumerate(zip(rows, responses)):
+            start, n = len(tokens), len(resp)
+            tokens += resp
+            positions += range(n_prompt, n_prompt + n)
+            allowed[start : start + n, :n_prompt] = True
+            allowed[start : start + n, start : start + n] = torch.ones(n, n).tril().bool()
+            unpack[r, :n] = torch.arange(len(predict_from), len(predict_from) + n)
+            predict_from += [n_prompt - 1, *range(start, start + n - 1)][:n]
+            mask[r, :n] = 1.0
+            if samples.advantages is not None:
+                adv[r, :n] = samples.advantages[i]
+            if samples.old_logprobs is not None:
+                old[r, :n] = torch.tensor(samples.old_logprobs[i])
+            if samples.ref_logprobs is not None:
+                ref[r, :n] = torch.tensor(samples.ref_logprobs[i])
+        targets = [t for resp in responses for t in resp]
+        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "unpack": unpack,
+                 "targets": torch.tensor([targets])}  # fmt: skip
+        position_ids = torch.tensor(positions)
+        return MicroBatch(
+            tokens_BS=torch.tensor([tokens], device=self.device),
+            position_ids_BS=position_ids[None].to(self.device),
+            attention_mask_B1SS=(~allowed)[None, None].to(self.device),
+            extra={k: v.to(self.device) for k, v in extra.items()},
+            logits_index=torch.tensor(predict_from, device=self.device),
+            rope_positions=position_ids.to(self.device),
+        )
+
+    def _micro_batches(
+        self, samples: Samples, indices: Sequence[int]
+    ) -> tuple[list[MicroBatch], list[Sequence[int]]]:
+        """The micro-batches over ``indices`` and the sample index of each of their rows."""
         mbs = self.micro_batch_size
+        if self.pack_prompts:
+            packs = [
+                pack
+                for pack in _prompt_packs(samples, indices, mbs)
+                if any(samples.response_ids[i] for i in pack)
+            ]
+            if sum(len(p) for p in packs) == len(indices):
+                return [self._pack_shared_prompt(samples, p) for p in packs], packs
+            # Some prompt got only empty responses: the padded layout handles those rows.
         seq_len = max(
             (len(samples.prompt_ids[i]) + len(samples.response_ids[i]) for i in indices),
             default=2,
         )
         rows: list[int | None] = list(indices)
         rows += [None] * (-len(rows) % mbs)
-        return [self._pack(samples, rows[k : k + mbs], seq_len) for k in range(0, len(rows), mbs)]
+        chunks = _chunks(indices, mbs)
+        return [
+            self._pack(samples, rows[k : k + mbs], seq_len) for k in range(0, len(rows), mbs)
+        ], chunks
 
     def _token_logprobs(self, logits_BSV: torch.Tensor, mb: MicroBatch, entropy: bool):
-        """Log-probs (and entropies) of tokens ``logits_from + 1 ..`` under the logits the
-        window left (positions ``logits_from ..``)."""
-        targets_BS = mb.tokens_BS[:, mb.logits_from + 1 :]
+        """Per-token log-probs (and entropies) of the responses, ``[rows, positions]`` aligned
+        with ``mb.extra["mask"]``."""
         entropy_grad = self.loss_config is not None and self.loss_config.entropy_coef > 0
+        vocab = self.meta.spec.vocab_size
+        if mb.logits_index is not None:  # shared-prompt row: logits of exactly the predictors
+            lp_1N, ent_1N = vocab_parallel_logprobs(
+                logits_BSV, mb.extra["targets"], vocab, self.temperature, entropy, entropy_grad
+            )
+            unpack = mb.extra["unpack"]
+            return lp_1N[0][unpack], None if ent_1N is None else ent_1N[0][unpack]
+        # Padded rows: logits from position logits_from on (the output window).
+        targets_BS = mb.tokens_BS[:, mb.logits_from + 1 :]
         return vocab_parallel_logprobs(
-            logits_BSV[:, :-1],
-            targets_BS,
-            self.meta.spec.vocab_size,
-            self.temperature,
-            entropy,
-            entropy_grad,
+            logits_BSV[:, :-1], targets_BS, vocab, self.temperature, entropy, entropy_grad
         )
 
     # -- log-probs -------------------------------------------------------------------------
@@ -151,7 +226,7 @@ class MegatronActor:
         others return an empty dict)."""
         self.model.eval()
         indices = list(dp_shard(len(samples)))
-        mbs = self._micro_batches(samples, indices)
+        mbs, row_lists = self._micro_batches(samples, indices)
 
         def collect(logits_BSV, mb):
             lp_BS, _ = self._token_logprobs(logits_BSV, mb, entropy=False)
@@ -163,9 +238,11 @@ class MegatronActor:
         out: dict[int, list[float]] = {}
         if not is_output_rank():
             return out
-        for mb, lp_BS, rows in zip(mbs, results, _chunks(indices, self.micro_batch_size)):
+        for mb, lp_BS, rows in zip(mbs, results, row_lists):
             for i, row in zip(rows, lp_BS.float().cpu()):
-                first = len(samples.prompt_ids[i]) - 1 - mb.logits_from
+                # Packed rows hold the response from 0; padded rows from the prompt's end.
+                packed = mb.logits_index is not None
+                first = 0 if packed else len(samples.prompt_ids[i]) - 1 - mb.logits_from
                 out[i] = row[first : first + len(samples.response_ids[i])].tolist()
         return out
 
@@ -193,12 +270,12 @@ class MegatronActor:
         count = 0
         for mini, norm in zip(mini_batches, norms):
             dp_range = dp_shard(len(mini))
-            mbs = self._micro_batches(samples, [mini[j] for j in dp_range])
+            mbs, _ = self._micro_batches(samples, [mini[j] for j in dp_range])
 
             def loss_fn(logits_BSV, mb, norm=norm):
                 lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
                 mask = mb.extra["mask"]
-                adv_BS = mb.extra["adv"][:, None] * mask
+                adv_BS = mb.extra["adv"] * mask
                 old = mb.extra["old"] if samples.old_logprobs is not None else lp_BS.detach()
                 ref = mb.extra["ref"] if samples.ref_logprobs is not None else None
                 loss, metrics = grpo_loss(lp_BS, old, ref, adv_BS, mask, ent_BS, cfg)

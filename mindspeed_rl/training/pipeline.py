@@ -32,6 +32,12 @@ class MicroBatch:
     logits_from: int = 0
     """First position whose logits the loss reads: the output layer skips the ones before it
     (the prompt's), so ``loss_fn`` gets logits for positions ``logits_from..S-1``."""
+    logits_index: torch.Tensor | None = None
+    """Instead of ``logits_from``: exactly the positions whose logits the loss reads, in the
+    order it reads them (shared-prompt packing, where one position predicts several tokens)."""
+    rope_positions: torch.Tensor | None = None
+    """RoPE position of each of the S tokens when it is not ``0..S-1`` (shared-prompt packing:
+    every response continues from the prompt's length). Needs batch size 1."""
 
 
 # loss_fn(logits_BSV_local, micro_batch) -> (loss to backprop, outputs to return)
@@ -39,7 +45,7 @@ LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, Any]]
 
 
 class _OutputWindow:
-    """Forward pre-hook on the output layer that drops positions before ``start``.
+    """Forward pre-hook on the output layer: logits only for the positions the loss reads.
 
     GPTModel computes logits for every position; RL losses read only the response's. The
     vocabulary projection and its log-softmax are a fifth of SmolLM2's forward-backward and
@@ -49,20 +55,46 @@ class _OutputWindow:
 
     def __init__(self) -> None:
         self.start = 0
+        self.index: torch.Tensor | None = None
 
     def __call__(self, module, args, kwargs):
-        if not self.start:
+        hidden_SBH = args[0]
+        if self.index is not None:
+            hidden_SBH = hidden_SBH.index_select(0, self.index)
+        elif self.start:
+            hidden_SBH = hidden_SBH[self.start :]
+        else:
             return None
-        return (args[0][self.start :], *args[1:]), kwargs
+        return (hidden_SBH, *args[1:]), kwargs
 
 
-def _output_window(model: torch.nn.Module) -> _OutputWindow:
-    window = getattr(model, "_mindspeed_output_window", None)
-    if window is None:
-        window = _OutputWindow()
-        model.output_layer.register_forward_pre_hook(window, with_kwargs=True)
-        model._mindspeed_output_window = window
-    return window
+class _RopePositions:
+    """Forward hook on the rotary embedding: its [S, 1, 1, D] table re-indexed by position.
+
+    megatron-core's local attention path gives token s the RoPE angle of position s; packing
+    several responses after one prompt needs each response to continue from the prompt's
+    length instead. Position embeddings are otherwise untouched.
+    """
+
+    def __init__(self) -> None:
+        self.positions: torch.Tensor | None = None
+
+    def __call__(self, module, args, output):
+        if self.positions is None:
+            return None
+        return output.index_select(0, self.positions)
+
+
+def _hook(model: torch.nn.Module, name: str, factory):
+    hook = getattr(model, name, None)
+    if hook is None:
+        hook = factory()
+        if isinstance(hook, _OutputWindow):
+            model.output_layer.register_forward_pre_hook(hook, with_kwargs=True)
+        else:
+            model.rotary_pos_emb.register_forward_hook(hook)
+        setattr(model, name, hook)
+    return hook
 
 
 def causal_mask(seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -103,7 +135,11 @@ def forward_backward(
     inputs: list[torch.Tensor | None] = []
     outputs: list[torch.Tensor] = []
     results: list[Any] = []
-    window = _output_window(model) if last else None
+    window = _hook(model, "_mindspeed_output_window", _OutputWindow) if last else None
+    # Installed on first use, then kept: every micro-batch sets it (None = plain positions).
+    rope = getattr(model, "_mindspeed_rope_positions", None)
+    if rope is None and any(mb.rope_positions is not None for mb in micro_batches):
+        rope = _hook(model, "_mindspeed_rope_positions", _RopePositions)
 
     with torch.set_grad_enabled(not forward_only):
         for mb in micro_batches:
@@ -114,7 +150,9 @@ def forward_backward(
                 input_SBH.requires_grad_(not forward_only)
                 model.set_input_tensor(input_SBH)
             if window is not None:
-                window.start = mb.logits_from
+                window.start, window.index = mb.logits_from, mb.logits_index
+            if rope is not None:
+                rope.positions = mb.rope_positions
             out = model(mb.tokens_BS, mb.position_ids_BS, attention_mask=mb.attention_mask_B1SS)
             if last:
                 loss, result = loss_fn(out, mb)

@@ -64,7 +64,7 @@ class HybridActorWorker:
         )
         self.actor = MegatronActor(
             model, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
-            cfg.trainer.micro_batch_size,
+            cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
         )  # fmt: skip
         self.ref = None
         if cfg.loss.kl_coef > 0:
@@ -72,7 +72,7 @@ class HybridActorWorker:
             ref_model.requires_grad_(False)
             self.ref = MegatronActor(
                 ref_model.to(acc.device), meta, None, None, cfg.sampling.temperature,
-                cfg.trainer.micro_batch_size,
+                cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
             )  # fmt: skip
         self.engine = create_engine(cfg.rollout, hf_meta_dir)
         self.resharder = MegatronToHF(

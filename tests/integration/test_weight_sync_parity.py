@@ -11,10 +11,16 @@ import torch
 from mindspeed_rl.checkpoint.convert import hf_to_mcore
 from mindspeed_rl.utils.spawn import run_ranks
 
-SEQUENCES = [[5, 17, 33, 99, 120, 7, 8, 200, 3, 41, 42, 43], [9, 8, 7, 6, 5, 4, 3]]
-# Prompt lengths for the actor's log-probs: different within a micro-batch, so the output
-# window starts at the shorter prompt, and an odd count, so a padding row fills the last one.
-SPLITS = [(0, 5), (1, 2), (0, 9)]
+SEQUENCES = [
+    [5, 17, 33, 99, 120, 7, 8, 200, 3, 41, 42, 43],
+    [9, 8, 7, 6, 5, 4, 3],
+    [5, 17, 33, 99, 120, 64, 65, 66, 67],
+]
+# (sequence, prompt length) for the actor's log-probs. Padded layout: prompt lengths differ
+# within a micro-batch, so the output window starts at the shorter prompt, and the odd count
+# leaves a padding row. Packed layout: sequences 0 and 2 share a 5-token prompt, so they train
+# in one row with different response lengths.
+SPLITS = [(0, 5), (1, 2), (2, 5), (0, 9)]
 
 
 def _megatron_logprobs(model, meta, sequences):
@@ -65,11 +71,13 @@ def _sgd_step(model, meta, sequences, step_norm):
                 p.grad = None
 
 
-def _actor_logprobs(model, meta):
+def _actor_logprobs(model, meta, pack_prompts):
     """The trainer's path: MegatronActor.logprobs over prompt/response splits of SEQUENCES."""
     from mindspeed_rl.training.actor import MegatronActor, Samples
 
-    actor = MegatronActor(model, meta, None, None, 1.0, micro_batch_size=2)
+    actor = MegatronActor(
+        model, meta, None, None, 1.0, micro_batch_size=2, pack_prompts=pack_prompts
+    )
     samples = Samples(
         prompt_ids=[SEQUENCES[i][:cut] for i, cut in SPLITS],
         response_ids=[SEQUENCES[i][cut:] for i, cut in SPLITS],
@@ -102,7 +110,8 @@ def _sync_parity_worker(rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_
         report[phase] = {
             "engine": engine.prompt_logprobs(SEQUENCES),
             "megatron": _megatron_logprobs(model, meta, SEQUENCES),
-            "actor": _actor_logprobs(model, meta),
+            "actor": _actor_logprobs(model, meta, pack_prompts=False),
+            "actor_packed": _actor_logprobs(model, meta, pack_prompts=True),
         }
     report["buckets"] = len(resharder.buckets)
     last = parallel_state.is_pipeline_last_stage()
@@ -121,11 +130,14 @@ def _assert_parity(out_dir: Path, world: int, tol: float) -> None:
                 assert len(got) == len(want)
                 diff = max(abs(a - b) for a, b in zip(got, want))
                 assert diff <= tol, f"{phase}: engine vs megatron max |diff| {diff}"
-        # The actor's response log-probs (output window, padding rows) are the same numbers.
-        for (i, cut), got in zip(SPLITS, reference[phase]["actor"]):
-            want = megatron[i][cut - 1 :]
-            assert len(got) == len(want) == len(SEQUENCES[i]) - cut
-            assert max(abs(a - b) for a, b in zip(got, want)) <= tol
+        # The actor's response log-probs are the same numbers, padded (output window, padding
+        # rows) or packed (shared prompt, block attention, RoPE positions per response).
+        for layout in ("actor", "actor_packed"):
+            for (i, cut), got in zip(SPLITS, reference[phase][layout]):
+                want = megatron[i][cut - 1 :]
+                assert len(got) == len(want) == len(SEQUENCES[i]) - cut
+                diff = max(abs(a - b) for a, b in zip(got, want))
+                assert diff <= tol, f"{phase} {layout}: max |diff| {diff}"
     before, after = reference["initial"]["megatron"][0], reference["updated"]["megatron"][0]
     assert max(abs(a - b) for a, b in zip(before, after)) > 1e-3, "update did not change weights"
     # The update raised the likelihood of the trained sequences, as a gradient step should.
