@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mindspeed_rl.data.arithmetic import ArithmeticConfig, generate_arithmetic
 from mindspeed_rl.data.countdown import CountdownConfig, generate_countdown
 from mindspeed_rl.data.indexed import PromptDataset, dataset_files
 from mindspeed_rl.data.preprocess import DATASET_CONFIGS, load_dataset_config, preprocess
@@ -61,7 +62,13 @@ def countdown_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, [json.dumps({"nums": r["nums"], "target": r["target"]}) for r in rows]
 
 
+def arithmetic_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    _, test = generate_arithmetic(ArithmeticConfig(seed=5, test_rows=30))
+    return write_jsonl(tmp_path / "arithmetic.jsonl", test), [r["label"] for r in test]
+
+
 FIXTURES = {
+    "arithmetic": arithmetic_fixture,
     "deepscaler": deepscaler_fixture,
     "math": math_fixture,
     "gsm8k": gsm8k_fixture,

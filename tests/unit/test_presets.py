@@ -56,7 +56,7 @@ def test_overrides_reach_any_field_and_unknown_keys_fail():
         (["trainer.micro_batch_size=3"], "not a multiple of data-parallel size"),
         (["trainer.mini_batch_size=7"], "does not divide the batch"),
         (["resources.devices_per_node=3", "model.tp=2"], "not a multiple of model.tp"),
-        (["sampling.n=1"], "needs sampling.n >= 2"),
+        (["sampling.n=1", "trainer.micro_batch_size=4"], "needs sampling.n >= 2"),
     ],
 )
 def test_inconsistent_combinations_are_refused(overrides, needle):
