@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
+from mindspeed_rl.utils.fs import atomic_write_text  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +49,9 @@ def _range(text: str, flag: str) -> tuple[int, int]:
 
 
 def write_jsonl(rows: list[dict], out: Path) -> None:
-    """Write ``rows`` to ``out`` through a temporary file, so a failure leaves no partial file."""
+    """Write ``rows`` to ``out`` whole or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with temp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(temp, out)
+    atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def countdown(args: argparse.Namespace) -> None:

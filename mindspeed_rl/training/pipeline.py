@@ -85,14 +85,13 @@ class _RopePositions:
         return output.index_select(0, self.positions)
 
 
-def _hook(model: torch.nn.Module, name: str, factory):
+def _hook(model: torch.nn.Module, name: str, make: Callable[[], Any], register) -> Any:
+    """The hook stored on ``model`` as ``name``; made and registered (``register(hook)``) the
+    first time, so a model carries each hook once however many steps it runs."""
     hook = getattr(model, name, None)
     if hook is None:
-        hook = factory()
-        if isinstance(hook, _OutputWindow):
-            model.output_layer.register_forward_pre_hook(hook, with_kwargs=True)
-        else:
-            model.rotary_pos_emb.register_forward_hook(hook)
+        hook = make()
+        register(hook)
         setattr(model, name, hook)
     return hook
 
@@ -135,11 +134,19 @@ def forward_backward(
     inputs: list[torch.Tensor | None] = []
     outputs: list[torch.Tensor] = []
     results: list[Any] = []
-    window = _hook(model, "_mindspeed_output_window", _OutputWindow) if last else None
+    window = None
+    if last:
+        window = _hook(
+            model, "_mindspeed_output_window", _OutputWindow,
+            lambda h: model.output_layer.register_forward_pre_hook(h, with_kwargs=True),
+        )  # fmt: skip
     # Installed on first use, then kept: every micro-batch sets it (None = plain positions).
     rope = getattr(model, "_mindspeed_rope_positions", None)
     if rope is None and any(mb.rope_positions is not None for mb in micro_batches):
-        rope = _hook(model, "_mindspeed_rope_positions", _RopePositions)
+        rope = _hook(
+            model, "_mindspeed_rope_positions", _RopePositions,
+            model.rotary_pos_emb.register_forward_hook,
+        )  # fmt: skip
 
     with torch.set_grad_enabled(not forward_only):
         for mb in micro_batches:
