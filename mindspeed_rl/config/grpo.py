@@ -37,13 +37,44 @@ class ModelConfig:
     pp: int = 1
     """Pipeline-parallel size of training."""
     params_dtype: str = "fp32"
-    """Training dtype: fp32 or bf16."""
+    """Training dtype: fp32 or bf16 (bf16 keeps fp32 main params in the optimizer)."""
+    virtual_pipeline_stages: int = 1
+    """Model chunks per pipeline stage: > 1 runs megatron-core's interleaved 1F1B schedule
+    (smaller pipeline bubble); needs pp > 1 and the layers divisible by pp * this."""
+    recompute_granularity: str = ""
+    """Activation recompute: "" (none), full (re-run whole layers in backward) or selective
+    (re-run only the attention core)."""
+    recompute_method: str = "uniform"
+    """With full recompute: uniform (checkpoint every recompute_num_layers layers as a block)
+    or block (checkpoint the first recompute_num_layers layers of each stage)."""
+    recompute_num_layers: int = 1
+    """With full recompute: layers per checkpointed block (uniform) or layers checkpointed
+    per stage (block)."""
 
     def __post_init__(self) -> None:
         if self.tp < 1 or self.pp < 1:
             raise ValueError(f"model.tp and model.pp must be >= 1, got {self.tp}, {self.pp}")
         if self.params_dtype not in ("fp32", "bf16"):
             raise ValueError(f"model.params_dtype must be fp32 or bf16, got {self.params_dtype!r}")
+        if self.virtual_pipeline_stages < 1:
+            raise ValueError(
+                f"model.virtual_pipeline_stages must be >= 1, got {self.virtual_pipeline_stages}"
+            )
+        if self.virtual_pipeline_stages > 1 and self.pp < 2:
+            raise ValueError("model.virtual_pipeline_stages > 1 needs model.pp >= 2")
+        if self.recompute_granularity not in ("", "full", "selective"):
+            raise ValueError(
+                "model.recompute_granularity must be '', full or selective, got "
+                f"{self.recompute_granularity!r}"
+            )
+        if self.recompute_method not in ("uniform", "block"):
+            raise ValueError(
+                f"model.recompute_method must be uniform or block, got {self.recompute_method!r}"
+            )
+        if self.recompute_num_layers < 1:
+            raise ValueError(
+                f"model.recompute_num_layers must be >= 1, got {self.recompute_num_layers}"
+            )
 
 
 @dataclass
@@ -93,7 +124,16 @@ class OptimConfig:
     eps: float = 1e-8
     """AdamW epsilon."""
     clip_grad: float = 1.0
-    """Global gradient-norm clip; 0 turns it off."""
+    """Global gradient-norm clip (megatron-core's norm over every parameter once); 0: off."""
+    use_distributed_optimizer: bool = False
+    """Shard the fp32 main params and Adam state over the data-parallel ranks (megatron-core's
+    distributed optimizer, ZeRO-1): optimizer memory per rank / DP; gradients are
+    reduce-scattered and the updated params all-gathered."""
+    overlap_grad_reduce: bool = False
+    """Overlap the data-parallel gradient reduction with backward (megatron-core DDP buckets);
+    useful on accelerators, no gain on CPU."""
+    grad_reduce_in_fp32: bool = True
+    """Accumulate and reduce gradients in fp32 (DDP buffers) when params are bf16."""
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -192,10 +232,17 @@ class ResourcesConfig:
     """Ray cluster to join (``auto`` for one started with ``ray start``); empty: a local one."""
     cpus_per_worker: float = 1.0
     """CPUs Ray reserves for each rank's worker."""
+    device_memory_gb: float = 0.0
+    """Memory of one device in GB; > 0: refuse at start-up a layout whose predicted peak
+    (``cli/plan.py``) exceeds it; 0: not checked."""
 
     def __post_init__(self) -> None:
         if self.nnodes < 1 or self.devices_per_node < 1:
             raise ValueError("resources.nnodes and devices_per_node must be >= 1")
+        if self.device_memory_gb < 0:
+            raise ValueError(
+                f"resources.device_memory_gb must be >= 0, got {self.device_memory_gb}"
+            )
         if self.device not in ("auto", "cpu", "cuda", "npu"):
             raise ValueError(
                 f"resources.device must be auto, cpu, cuda or npu, got {self.device!r}"
