@@ -24,8 +24,8 @@ def test_shipped_configs_validate(name):
     assert config.output_prefix.startswith("data/")
 
 
-def test_gsm8k_points_at_the_shared_data():
-    assert load_dataset_config("gsm8k").input == "../shared/data/gsm8k/train.jsonl"
+def test_gsm8k_points_at_the_bundled_data():
+    assert load_dataset_config("gsm8k").input == "datasets/gsm8k/train.jsonl"
 
 
 def test_overrides():
