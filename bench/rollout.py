@@ -24,7 +24,7 @@ from common import emit  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
-GSM8K = REPO / "datasets" / "gsm8k" / "test.jsonl"
+GSM8K = REPO / "assets" / "gsm8k" / "test.jsonl"
 
 
 def _prompts(count: int) -> list[list[int]]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, SMOLLM2_DIR
 
-GSM8K_TEST = REPO_ROOT / "datasets" / "gsm8k" / "test.jsonl"
+GSM8K_TEST = REPO_ROOT / "assets" / "gsm8k" / "test.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-GSM8K_TEST = REPO / "datasets" / "gsm8k" / "test.jsonl"
+GSM8K_TEST = REPO / "assets" / "gsm8k" / "test.jsonl"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

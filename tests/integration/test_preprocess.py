@@ -15,7 +15,7 @@ from mindspeed_rl.data.preprocess import DATASET_CONFIGS, load_dataset_config, p
 from mindspeed_rl.data.templates import get_template
 from mindspeed_rl.errors import UserError
 
-GSM8K_DIR = Path(__file__).resolve().parents[2] / "datasets" / "gsm8k"
+GSM8K_DIR = Path(__file__).resolve().parents[2] / "assets" / "gsm8k"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

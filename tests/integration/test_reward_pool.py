@@ -7,7 +7,7 @@ import pytest
 
 from mindspeed_rl.rewards import RewardConfig, RewardScorer
 
-GSM8K_TEST = Path(__file__).resolve().parents[2] / "datasets" / "gsm8k" / "test.jsonl"
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "assets" / "gsm8k" / "test.jsonl"
 FIXTURE = "tests.integration.reward_fixtures:hang_or_crash"
 
 

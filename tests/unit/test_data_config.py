@@ -25,7 +25,7 @@ def test_shipped_configs_validate(name):
 
 
 def test_gsm8k_points_at_the_bundled_data():
-    assert load_dataset_config("gsm8k").input == "datasets/gsm8k/train.jsonl"
+    assert load_dataset_config("gsm8k").input == "assets/gsm8k/train.jsonl"
 
 
 def test_overrides():
