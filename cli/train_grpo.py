@@ -24,12 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config-path", help="directory of the preset (default: configs/)")
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--plan", action="store_true", help="print the predicted per-device memory and exit"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     args = parser.parse_args(argv)
     from mindspeed_rl.config.grpo import load_config
+    from mindspeed_rl.plan import check_fits, print_plan
 
     cfg = load_config(args.config_name, args.overrides, args.config_path)
+    if args.plan:
+        cfg.validate(check_files=False)
+        return print_plan(cfg, args.config_name)
     cfg.validate(check_files=True)
+    check_fits(cfg, args.config_name)  # refuses a layout predicted not to fit the devices
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")
         return 0
