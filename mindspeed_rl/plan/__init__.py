@@ -27,11 +27,14 @@ __all__ = [
 ]
 
 
-def plan_config(cfg: GRPOConfig, device_memory_gb: float | None = None) -> MemoryPlan:
-    """The memory plan of a run (``device_memory_gb`` replaces the config's when given)."""
+def plan_config(
+    cfg: GRPOConfig, device_memory_gb: float | None = None, read_dataset: bool = True
+) -> MemoryPlan:
+    """The memory plan of a run (``device_memory_gb`` replaces the config's when given;
+    ``read_dataset=False``: prompt lengths from the config alone)."""
     from mindspeed_rl.plan.inputs import plan_input
 
-    return plan_memory(plan_input(cfg, device_memory_gb))
+    return plan_memory(plan_input(cfg, device_memory_gb, read_dataset))
 
 
 def check_fits(cfg: GRPOConfig, config_name: str) -> MemoryPlan | None:

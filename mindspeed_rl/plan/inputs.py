@@ -45,11 +45,12 @@ def load_spec(path: Path) -> ModelSpec:
     return family.spec_from_hf_config(raw)
 
 
-def longest_prompt(cfg: GRPOConfig) -> tuple[int, str]:
+def longest_prompt(cfg: GRPOConfig, read_dataset: bool = True) -> tuple[int, str]:
     """(tokens, where the figure comes from): the training set's longest prompt from its
-    preprocessing summary, else what ``rollout.max_model_len - sampling.max_tokens`` leaves."""
+    preprocessing summary (unless ``read_dataset`` is False), else what
+    ``rollout.max_model_len - sampling.max_tokens`` leaves."""
     summary = resolve(cfg.data.train_prefix + "_summary.json")
-    if summary.is_file():
+    if read_dataset and cfg.data.train_prefix and summary.is_file():
         tokens = json.loads(summary.read_text()).get("prompt_tokens", {}).get("max")
         if isinstance(tokens, int) and tokens > 0:
             return tokens, "longest prompt of data.train_prefix"
@@ -57,15 +58,18 @@ def longest_prompt(cfg: GRPOConfig) -> tuple[int, str]:
     return left, "rollout.max_model_len - sampling.max_tokens"
 
 
-def plan_input(cfg: GRPOConfig, device_memory_gb: float | None = None) -> PlanInput:
+def plan_input(
+    cfg: GRPOConfig, device_memory_gb: float | None = None, read_dataset: bool = True
+) -> PlanInput:
     """The numbers the memory model needs, from a validated config. ``device_memory_gb``
-    (when given) replaces ``resources.device_memory_gb``. ``resources.device=auto`` is
-    planned as an accelerator: on CPU nothing is offloaded and the limits are the host's."""
+    (when given) replaces ``resources.device_memory_gb``; ``read_dataset=False`` ignores the
+    dataset's prompt lengths (a plan that does not depend on what this machine holds).
+    ``resources.device=auto`` is planned as an accelerator (``cpu`` as the host)."""
     m, o, t = cfg.model, cfg.optim, cfg.trainer
     spec = load_spec(hf_config_path(m))
     spec.check_parallel(m.tp, m.pp)
     mini = t.mini_batch_size or cfg.samples_per_iteration
-    prompt, _ = longest_prompt(cfg)
+    prompt, _ = longest_prompt(cfg, read_dataset)
     return PlanInput(
         spec=spec,
         world=cfg.resources.world_size,

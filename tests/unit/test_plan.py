@@ -1,0 +1,330 @@
+"""The memory plan: each term against hand-computed values for Qwen2.5-7B / 32B configs, the
+verdicts and knobs, the config.json fallback, the CLI exit codes and docs/plan.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mindspeed_rl.config.grpo import load_config
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.plan import GB, check_fits, plan_config, plan_memory
+from mindspeed_rl.plan import memory as mem
+from mindspeed_rl.plan.inputs import hf_config_path, load_spec
+from mindspeed_rl.plan.report import knobs, render_text, verdict
+from tests.conftest import REPO_ROOT
+
+QWEN25 = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "max_position_embeddings": 131072,
+    "use_sliding_window": False,
+    "tie_word_embeddings": False,
+    "vocab_size": 152064,
+}
+QWEN25_7B = {
+    **QWEN25,
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "intermediate_size": 18944,
+}
+QWEN25_32B = {
+    **QWEN25,
+    "hidden_size": 5120,
+    "num_hidden_layers": 64,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "intermediate_size": 27648,
+    "rms_norm_eps": 1e-5,
+}
+
+
+def _hf_dir(tmp_path: Path, name: str, config: dict) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+@pytest.fixture
+def qwen7b_dir(tmp_path) -> Path:
+    return _hf_dir(tmp_path, "Qwen2.5-7B", QWEN25_7B)
+
+
+@pytest.fixture
+def qwen32b_dir(tmp_path) -> Path:
+    return _hf_dir(tmp_path, "Qwen2.5-32B", QWEN25_32B)
+
+
+def _input(hf_dir: Path, preset: str, gb: float, *overrides: str) -> mem.PlanInput:
+    from mindspeed_rl.plan.inputs import plan_input
+
+    cfg = load_config(preset, [f"model.hf_dir={hf_dir}", *overrides])
+    cfg.validate(check_files=False)
+    return plan_input(cfg, gb, read_dataset=False)
+
+
+# -- Qwen2.5-7B, hand-computed ---------------------------------------------------------------
+
+# One decoder layer of Qwen2.5-7B: q (3584x3584) + k, v (512x3584 each) + their biases,
+# o (3584x3584), gate/up/down (3 x 3584x18944), two RMSNorm weights.
+LAYER_7B_SPLIT = 3584 * (3584 + 2 * 512) + 3584 * 3584 + (3584 + 2 * 512) + 3 * 3584 * 18944
+NORMS_7B = 2 * 3584
+EMBED_7B = 152064 * 3584  # 152064 is a multiple of 128 * 4: no padding at TP4
+
+
+def test_qwen7b_whole_model_params(qwen7b_dir):
+    spec = load_spec(qwen7b_dir / "config.json")
+    assert LAYER_7B_SPLIT == 233_050_624
+    assert mem.total_params(spec) == 28 * (LAYER_7B_SPLIT + NORMS_7B) + 2 * EMBED_7B + 3584
+    assert mem.total_params(spec) == 7_615_616_512  # Qwen2.5-7B's published size, 7.61B
+
+
+def test_qwen7b_tp4_training_terms(qwen7b_dir):
+    """The 7B preset: TP4 x DP2, bf16, micro-batch 8 of 1024 + 2048 tokens."""
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    shard = 28 * (LAYER_7B_SPLIT // 4 + NORMS_7B) + 2 * EMBED_7B // 4 + 3584
+    assert shard == 1_904_057_344
+    assert mem.param_bytes(x, 0) == 2 * shard == 3_808_114_688  # bf16 params of the TP4 shard
+    assert mem.grad_bytes(x, 0) == 4 * shard  # fp32 grad buffer
+    assert mem.grad_bytes(replace(x, grad_reduce_in_fp32=False), 0) == 2 * shard
+    assert mem.optimizer_bytes(x, 0) == 12 * shard  # exp_avg + exp_avg_sq + fp32 main
+    assert mem.optimizer_bytes(replace(x, distributed_optimizer=True), 0) == 6 * shard  # / DP2
+    assert mem.optimizer_bytes(replace(x, params_dtype="fp32"), 0) == 8 * shard
+
+    # Activations: s = 3072, b = 8, h = 3584, a = 28, t = 4, f = 18944, 16-bit.
+    s, b, h, a, t = 3072, 8, 3584, 28, 4
+    mlp = 6 * 18944 / 3584
+    per_layer = s * b * h * (10 + (8 + mlp) / t) + 5 * a * s * s * b / t
+    assert per_layer == pytest.approx(4_397_727_744)
+    assert mem.stage_activation_bytes(x) == pytest.approx(28 * per_layer)
+    selective = s * b * h * (10 + (8 + mlp) / t)
+    assert mem.stage_activation_bytes(replace(x, recompute="selective")) == pytest.approx(
+        28 * selective
+    )
+    full = replace(x, recompute="full", recompute_method="uniform", recompute_num_layers=1)
+    assert mem.stage_activation_bytes(full) == pytest.approx(28 * 2 * s * b * h + per_layer)
+    block = replace(full, recompute_method="block", recompute_num_layers=20)
+    assert mem.stage_activation_bytes(block) == pytest.approx(20 * 2 * s * b * h + 8 * per_layer)
+
+    # Logits window: 2048 response tokens x 8 x vocab / TP4 x fp32 x 2.
+    assert mem.logits_bytes(x) == 2048 * 8 * (152064 // 4) * 4 * 2
+
+
+def test_qwen7b_rollout_terms(qwen7b_dir):
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    whole = 7_615_616_512
+    assert mem.vllm_weight_bytes(x) == 2 * whole  # bf16, infer TP1
+    assert mem.kv_bytes_per_token(x) == 2 * 28 * 4 * 128 * 2
+    # 128 prompts x 16 samples over 8 engines, each sequence up to 3072 tokens.
+    assert mem.concurrent_sequences(x) == 256
+    assert mem.kv_needed_bytes(x) == 256 * 3072 * 57344
+    # vLLM preallocates what 0.6 of the 64 GB leaves after its weights.
+    assert mem.kv_cache_bytes(x) == pytest.approx(0.6 * 64 * GB - 2 * whole)
+    assert mem.kv_cache_bytes(replace(x, device_memory_gb=0)) == 256 * 3072 * 57344
+    tp4 = replace(x, infer_tp=4)
+    assert mem.vllm_weight_bytes(tp4) == 2 * (
+        28 * (LAYER_7B_SPLIT // 4 + NORMS_7B) + 2 * EMBED_7B // 4 + 3584
+    )
+    assert mem.kv_bytes_per_token(tp4) == 2 * 28 * 1 * 128 * 2
+    assert mem.kv_bytes_per_token(replace(x, infer_tp=8)) == 2 * 28 * 1 * 128 * 2  # replicated
+
+
+def test_rollout_offloads_grads_and_optimizer_on_accelerators(qwen7b_dir):
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    rollout = mem.rollout_phase(x, 0)
+    where = {t.name: t.where for t in rollout.terms}
+    assert where == {
+        "parameters": "device",
+        "gradients": "freed",
+        "optimizer state": "host",
+        "vLLM weights": "device",
+        "KV cache": "device",
+        "weight-sync bucket": "device",
+    }
+    assert rollout.peak == pytest.approx(
+        mem.param_bytes(x, 0) + 0.6 * 64 * GB + 512 * 2**20
+    )  # params + vLLM's whole share + one bucket
+    training = mem.training_phase(x, 0)
+    assert {t.name: t.where for t in training.terms}["vLLM weights"] == "host"
+    offload = mem.rollout_phase(replace(x, offload_params=True), 0)
+    assert offload.peak == pytest.approx(rollout.peak - mem.param_bytes(x, 0))
+
+
+def test_cpu_keeps_everything_resident(qwen7b_dir):
+    x = replace(_input(qwen7b_dir, "grpo_qwen25_7b", 0), on_accelerator=False, cpu_kv_cache_gb=2)
+    rollout = mem.rollout_phase(x, 0)
+    assert {t.name: t.where for t in rollout.terms}["optimizer state"] == "device"
+    assert mem.kv_cache_bytes(x) == 2 * GB
+    training = mem.training_phase(x, 0)
+    assert all(t.on_device for t in training.terms)
+
+
+# -- Qwen2.5-32B, pipeline parallel ----------------------------------------------------------
+
+LAYER_32B_SPLIT = 5120 * (5120 + 2 * 1024) + 5120 * 5120 + (5120 + 2 * 1024) + 3 * 5120 * 27648
+NORMS_32B = 2 * 5120
+
+
+def test_qwen32b_stages(qwen32b_dir):
+    """TP8 x PP2: 32 layers a stage; the vocabulary pads to a multiple of 128 * 8 = 1024."""
+    x = _input(qwen32b_dir, "grpo_qwen25_32b", 64)
+    spec = x.spec
+    padded = 149 * 1024
+    assert spec.padded_vocab_size(8, 128) == padded
+    layers = 32 * (LAYER_32B_SPLIT // 8 + NORMS_32B)
+    assert mem.stage_params(spec, 8, 2, 0) == layers + padded * 5120 // 8
+    assert mem.stage_params(spec, 8, 2, 1) == layers + padded * 5120 // 8 + 5120
+    assert mem.total_params(spec) == 64 * (LAYER_32B_SPLIT + NORMS_32B) + 2 * 152064 * 5120 + 5120
+    # 1F1B: the first stage holds PP = 2 micro-batches, the last one.
+    assert mem.microbatches_in_flight(x, 0) == 2 and mem.microbatches_in_flight(x, 1) == 1
+    # Interleaved, 2 chunks a stage: ((2-0-1)*2 + (2-1)*2 + 1) / 2 = 2.5 stage-loads.
+    assert mem.microbatches_in_flight(replace(x, vpp=2), 0) == 2.5
+    assert mem.vllm_weight_bytes(x) == 2 * mem.total_params(spec)
+
+
+def test_qwen32b_preset_on_64gb_does_not_fit_and_names_vllm_weights(qwen32b_dir):
+    plan = plan_memory(_input(qwen32b_dir, "grpo_qwen25_32b", 64))
+    assert not plan.fits
+    rollout = next(p for p in plan.phases if p.name == "rollout")
+    assert rollout.largest.name == "vLLM weights"
+    assert rollout.largest.bytes == pytest.approx(61.0 * GB, abs=0.05 * GB)
+    line = verdict(plan)
+    assert line.startswith("does not fit on 64 GB") and "largest: vLLM weights 61.0 GB" in line
+    assert "exceed rollout.gpu_memory_utilization" in line
+    found = {k.override.split("=")[0]: k for k in knobs(plan)}
+    infer = found["rollout.infer_tp"]
+    assert infer.fixes and infer.after < infer.before
+    assert "not built yet" in infer.note
+    assert "model.recompute_granularity" in found
+    # With the inference TP the later change brings, the rollout fits on 64 GB.
+    tp8 = plan_memory(replace(plan.input, infer_tp=8))
+    assert not tp8.problems
+    assert next(p for p in tp8.phases if p.name == "rollout").peak < 64 * GB
+    assert mem.vllm_weight_bytes(tp8.input) == 2 * (
+        64 * (LAYER_32B_SPLIT // 8 + NORMS_32B) + 2 * 152064 * 5120 // 8 + 5120
+    )
+
+
+def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
+    plan = plan_memory(_input(qwen7b_dir, "grpo_qwen25_7b", 64))
+    assert not plan.fits
+    training = plan.phases[0]
+    assert training.largest.name == "activations"
+    fixes = [k for k in knobs(plan) if k.fixes]
+    assert {k.override for k in fixes} >= {"model.recompute_granularity=full"}
+    for k in fixes:
+        assert k.plan.fits, k.text()
+    text = render_text(plan, "grpo_qwen25_7b")
+    assert "model.recompute_granularity=full: training 151.2 -> 45.2 GB (-106.0 GB)" in text
+
+
+def test_pack_prompts_is_one_long_row(qwen7b_dir):
+    x = replace(_input(qwen7b_dir, "grpo_qwen25_7b", 64), pack_prompts=True, prompt_tokens=100)
+    assert mem.micro_batch_shape(x) == (100 + 8 * 2048, 1)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+def test_tracked_hf_configs_match_the_published_shapes():
+    for name, expected in (("qwen25_7b", QWEN25_7B), ("qwen25_32b", QWEN25_32B)):
+        tracked = json.loads((REPO_ROOT / "configs" / "model" / f"{name}.config.json").read_text())
+        for key, value in expected.items():
+            assert tracked[key] == value, (name, key)
+
+
+def test_absent_model_dir_falls_back_to_the_tracked_config():
+    cfg = load_config("grpo_qwen25_7b")
+    if (REPO_ROOT / cfg.model.hf_dir / "config.json").is_file():
+        pytest.skip("models/Qwen2.5-7B is on this machine")
+    assert hf_config_path(cfg.model) == REPO_ROOT / "configs/model/qwen25_7b.config.json"
+    plan = plan_config(cfg, 80, read_dataset=False)
+    assert plan.input.spec.hidden_size == 3584
+    with pytest.raises(UserError, match="model.hf_dir: .* not found"):
+        hf_config_path(load_config("grpo_qwen25_7b", ["model.hf_dir=models/nope"]).model)
+
+
+def test_any_hf_dir_with_only_config_json_plans(qwen32b_dir):
+    cfg = load_config("grpo_smollm2_cpu", [f"model.hf_dir={qwen32b_dir}", "model.tp=2"])
+    plan = plan_config(cfg, 80, read_dataset=False)
+    assert plan.input.spec.num_layers == 64 and plan.input.tp == 2
+
+
+def test_check_fits_refuses_with_one_line(qwen32b_dir):
+    cfg = load_config("grpo_qwen25_32b", [f"model.hf_dir={qwen32b_dir}"])
+    assert cfg.resources.device_memory_gb == 64
+    with pytest.raises(UserError) as err:
+        check_fits(cfg, "grpo_qwen25_32b")
+    assert "\n" not in str(err.value) and "cli/plan.py --config-name grpo_qwen25_32b" in str(
+        err.value
+    )
+    off = load_config(
+        "grpo_qwen25_32b", [f"model.hf_dir={qwen32b_dir}", "resources.device_memory_gb=0"]
+    )
+    assert check_fits(off, "grpo_qwen25_32b") is None
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plan_cli_exit_codes(qwen32b_dir, capsys):
+    plan_cli = _module(REPO_ROOT / "cli" / "plan.py")
+    assert plan_cli.main(["--config-name", "grpo_qwen25_32b", f"model.hf_dir={qwen32b_dir}"]) == 2
+    out = capsys.readouterr().out
+    assert "does not fit on 64 GB" in out and "rollout.infer_tp=" in out
+    assert plan_cli.main(["--config-name", "grpo_smollm2_cpu", "--device-memory-gb", "80"]) == 0
+    assert "fits: peak" in capsys.readouterr().out
+    assert plan_cli.main(["--config-name", "grpo_qwen25_7b", "--device-memory-gb", "-1"]) == 2
+    assert "--device-memory-gb must be >= 0" in capsys.readouterr().err
+
+
+def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
+    train = _module(REPO_ROOT / "cli" / "train_grpo.py")
+    args = [
+        "--config-name", "grpo_qwen25_32b", "--check", f"model.hf_dir={qwen32b_dir}",
+        "data.train_prefix=''", "data.val_prefix=''",
+    ]  # fmt: skip
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not fit on 64 GB" in err
+    assert train.main([*args, "resources.device_memory_gb=0"]) == 0
+    assert "is valid" in capsys.readouterr().out
+    assert (
+        train.main(["--config-name", "grpo_qwen25_32b", "--plan", f"model.hf_dir={qwen32b_dir}"])
+        == 2
+    )
+
+
+# -- docs/plan.md ----------------------------------------------------------------------------
+
+
+def test_docs_plan_md_is_up_to_date(tmp_path, capsys):
+    tool = _module(REPO_ROOT / "tools" / "plan_reference.py")
+    doc = REPO_ROOT / "docs" / "plan.md"
+    assert doc.is_file(), "docs/plan.md is missing; run `python tools/plan_reference.py`"
+    assert doc.read_text() == tool.render(), (
+        "docs/plan.md is out of date; run `python tools/plan_reference.py`"
+    )
+    stale = tmp_path / "plan.md"
+    stale.write_text("# old\n")
+    assert tool.main(["--check", "--out", str(stale)]) == 1
+    assert "python tools/plan_reference.py" in capsys.readouterr().err
