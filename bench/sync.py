@@ -63,14 +63,14 @@ def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], 
     import torch
 
     from mindspeed_rl.checkpoint import megatron_format as mf
-    from mindspeed_rl.checkpoint.loader import load_megatron_model
     from mindspeed_rl.resharding import MegatronToHF
     from mindspeed_rl.rollout import RolloutConfig, create_engine
+    from mindspeed_rl.training.model import build_chunks
     from mindspeed_rl.training.parallel import initialize_model_parallel
 
     _, meta = mf.read_meta(Path(ckpt))
     initialize_model_parallel(meta.tp, meta.pp)
-    model, meta, _ = load_megatron_model(ckpt)
+    chunks, meta, _ = build_chunks(ckpt, torch.float32)
     engine = create_engine(
         RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gb=1),
         str(Path(ckpt) / mf.HF_META_DIR),
@@ -78,7 +78,7 @@ def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], 
     proc = psutil.Process()
     result = {"rank": rank, "by_bucket_mb": {}}
     for bucket_mb in buckets:
-        resharder = MegatronToHF(model, meta, bucket_mb=bucket_mb, dtype=torch.float32)
+        resharder = MegatronToHF(chunks, meta, bucket_mb=bucket_mb, dtype=torch.float32)
         engine.load_weights(resharder.iter_weights())  # warm-up: engine-side buffers settle
         gc.collect()
         times, extras = [], []

@@ -10,6 +10,7 @@ from mindspeed_rl.accelerator.device import (
     DeviceKind,
     get_accelerator,
     init_distributed,
+    megatron_device_scope,
     prepare_for_megatron,
     prepare_for_vllm,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "DeviceKind",
     "get_accelerator",
     "init_distributed",
+    "megatron_device_scope",
     "prepare_for_megatron",
     "prepare_for_vllm",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -25,6 +27,15 @@ class Accelerator:
     """``cpu``, ``cuda`` or ``npu``."""
     backend: str
     """torch.distributed backend for this kind: gloo, nccl or hccl."""
+
+    @property
+    def batched_p2p(self) -> bool:
+        """Whether megatron-core may batch a pipeline step's sends and receives into one
+        ``batch_isend_irecv``. NCCL / HCCL match a batch as a group; gloo matches messages one
+        by one, and the interleaved schedule's batches then pair a forward activation with a
+        gradient of the same shape (wrong values, no error; measured at PP2 x 2 virtual
+        stages). Unbatched, megatron-core orders sends and receives by rank parity."""
+        return self.backend != "gloo"
 
     @property
     def device(self) -> torch.device:
@@ -106,16 +117,24 @@ def init_distributed(timeout_s: float = 600.0) -> Accelerator:
 
 @functools.cache
 def prepare_for_megatron() -> None:
-    """Make megatron-core usable on this device; idempotent.
+    """Make megatron-core's CUDA-written code paths run on this device; idempotent.
 
-    On CPU, megatron-core asks CUDA for the current device (rotary embeddings) and keeps its
-    tensor-parallel RNG streams as CUDA generator states; with tied embeddings and PP > 1 it
-    moves the output-layer copy with ``.cuda()``. Here those calls mean the CPU and the CPU
-    generator, which is what they mean for a CPU-only model. On a CPU-only build each of them
-    would raise, so no working code path changes meaning.
-    On NPU, torch_npu already maps ``torch.cuda`` onto the NPU.
+    On NPU this is torch_npu's own mapping of ``torch.cuda`` onto the NPU
+    (``torch_npu.contrib.transfer_to_npu``), which has to be imported explicitly. On CPU,
+    megatron-core asks CUDA for the current device (rotary embeddings, DDP buffers), keeps its
+    tensor-parallel RNG streams as CUDA generator states, synchronises CUDA around pipeline
+    sends, and moves tied output-layer copies with ``.cuda()``; here those calls mean the CPU
+    and its generator, which is what they mean for a CPU-only model. Each of them raises on a
+    CPU-only build, so no working code path changes meaning. The remaining CUDA assumptions
+    (``device="cuda"`` factories, ``Tensor.type()`` checks) are handled by
+    :func:`megatron_device_scope` where megatron-core runs.
     """
-    if get_accelerator().kind != "cpu":
+    kind = get_accelerator().kind
+    if kind == "npu":
+        import torch_npu.contrib.transfer_to_npu  # noqa: F401  (maps torch.cuda onto the NPU)
+
+        return
+    if kind != "cpu":
         return
     import megatron.core.tensor_parallel.random as mcore_random
 
@@ -123,12 +142,65 @@ def prepare_for_megatron() -> None:
     torch.cuda.get_rng_state = lambda device=None: torch.get_rng_state()  # type: ignore[assignment]
     torch.cuda.random.get_rng_state = torch.cuda.get_rng_state  # type: ignore[assignment]
     torch.cuda.manual_seed = torch.manual_seed  # type: ignore[assignment]
+    torch.cuda.synchronize = lambda device=None: None  # type: ignore[assignment]
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
 
     def _set_cpu_rng_state(new_state: torch.Tensor, device: int = -1, graph_safe: bool = False):
         torch.set_rng_state(new_state)
 
     mcore_random._set_cuda_rng_state = _set_cpu_rng_state
+
+
+def _is_cuda_device(device: object) -> bool:
+    if isinstance(device, torch.device):
+        return device.type == "cuda"
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return isinstance(device, int) and not isinstance(device, bool)
+
+
+class _CudaOnCpu(torch.overrides.TorchFunctionMode):
+    """Inside megatron-core's code on a CPU-only build: CUDA device arguments mean the CPU,
+    and a CPU tensor's ``type()`` reads as its CUDA type name.
+
+    megatron-core allocates counters and buffers with ``device="cuda"`` (schedules, grad
+    clipping, the optimizers) and its distributed optimizer and grad-norm code assert that
+    parameters are ``torch.cuda.*Tensor``. This is the CPU counterpart of
+    ``torch_npu.contrib.transfer_to_npu``, applied only while megatron-core runs so that vLLM
+    and our own code see plain CPU semantics.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if "device" in kwargs and _is_cuda_device(kwargs["device"]):
+            kwargs = {**kwargs, "device": "cpu"}
+        if func is torch.Tensor.type and len(args) == 1 and not kwargs:
+            name = func(*args)
+            return name.replace("torch.", "torch.cuda.", 1) if ".cuda." not in name else name
+        if func is torch.Tensor.to and len(args) > 1 and _is_cuda_device(args[1]):
+            args = (args[0], "cpu", *args[2:])
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def megatron_device_scope() -> Iterator[None]:
+    """Run megatron-core's model building, schedules and optimizer inside this.
+
+    A no-op on CUDA and NPU (where ``torch.cuda`` is real, or mapped by torch_npu); on CPU it
+    applies :class:`_CudaOnCpu`. Re-entrant.
+    """
+    if get_accelerator().kind != "cpu" or _scope_depth[0]:
+        yield
+        return
+    _scope_depth[0] += 1
+    try:
+        with _CudaOnCpu():
+            yield
+    finally:
+        _scope_depth[0] -= 1
+
+
+_scope_depth = [0]
 
 
 def cpu_threads_per_process() -> int:

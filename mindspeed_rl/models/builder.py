@@ -6,6 +6,8 @@ CUDA and NPU. Call after ``megatron.core.parallel_state.initialize_model_paralle
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state
@@ -13,7 +15,20 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
 
+from mindspeed_rl.accelerator import get_accelerator
 from mindspeed_rl.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """Activation recompute, as megatron-core's TransformerConfig takes it."""
+
+    granularity: str = ""
+    """"" (none), full or selective."""
+    method: str = "uniform"
+    """uniform or block (full recompute only)."""
+    num_layers: int = 1
+    """Layers per checkpointed block (uniform) or checkpointed per stage (block)."""
 
 
 def transformer_config(
@@ -22,10 +37,13 @@ def transformer_config(
     pp: int,
     params_dtype: torch.dtype = torch.float32,
     sequence_parallel: bool = False,
-    recompute: bool = False,
+    recompute: Recompute | None = None,
+    vpp: int = 1,
 ) -> TransformerConfig:
     """megatron-core's TransformerConfig for a Llama-like decoder."""
+    recompute = recompute or Recompute()
     bf16 = params_dtype == torch.bfloat16
+    full = recompute.granularity == "full"
     fp16 = params_dtype == torch.float16
     return TransformerConfig(
         num_layers=spec.num_layers,
@@ -36,6 +54,7 @@ def transformer_config(
         ffn_hidden_size=spec.ffn_hidden_size,
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
+        virtual_pipeline_model_parallel_size=vpp if vpp > 1 else None,
         sequence_parallel=sequence_parallel and tp > 1,
         normalization="RMSNorm",
         layernorm_epsilon=spec.norm_eps,
@@ -58,9 +77,18 @@ def transformer_config(
         fp16=fp16,
         pipeline_dtype=params_dtype,
         attention_softmax_in_fp32=True,
-        recompute_granularity="full" if recompute else None,
-        recompute_method="uniform" if recompute else None,
-        recompute_num_layers=1 if recompute else None,
+        recompute_granularity=recompute.granularity or None,
+        recompute_method=recompute.method if full else None,
+        recompute_num_layers=recompute.num_layers if full else None,
+        # RL losses are global sums over tokens (or sequences) of a mini-batch: the loss step
+        # returns (sum, count) and megatron-core divides the gradients by the count summed
+        # over micro-batches and data-parallel ranks (finalize_model_grads).
+        calculate_per_token_loss=True,
+        # Micro-batches of one schedule call may differ in length (pipeline sends exchange
+        # shapes first).
+        variable_seq_lengths=True,
+        batch_p2p_comm=get_accelerator().batched_p2p,
+        moe_token_dispatcher_type="alltoall",  # the only one megatron allows with the above
     )
 
 
@@ -69,22 +97,28 @@ def build_gpt_model(
     padded_vocab_size: int,
     params_dtype: torch.dtype = torch.float32,
     max_sequence_length: int | None = None,
-    recompute: bool = False,
+    recompute: Recompute | None = None,
+    vp_stage: int | None = None,
 ) -> GPTModel:
-    """This rank's pipeline stage of the model, on the CPU (move it with ``.to(device)``)."""
+    """This rank's pipeline stage (model chunk ``vp_stage`` of it with virtual pipeline
+    stages), on the CPU (move it with ``.to(device)``)."""
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
-    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute)
+    vpp = parallel_state.get_virtual_pipeline_model_parallel_world_size() or 1
+    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute, vpp=vpp)
+    first = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
+    last = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     model = GPTModel(
         config=config,
         transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
         vocab_size=padded_vocab_size,
         max_sequence_length=max_sequence_length or spec.max_position_embeddings,
-        pre_process=parallel_state.is_pipeline_first_stage(),
-        post_process=parallel_state.is_pipeline_last_stage(),
+        pre_process=first,
+        post_process=last,
         share_embeddings_and_output_weights=spec.tie_word_embeddings,
         position_embedding_type="rope",
         rotary_base=int(spec.rope_theta),
+        vp_stage=vp_stage,
     )
     return model.to(params_dtype)
 

@@ -1,6 +1,7 @@
 """Stream a Megatron model's weights as full HF-named tensors to every rank's engine.
 
-Each rank holds one (TP, PP) shard of the model. For every unit of the model (the embedding,
+Each rank holds one (TP, PP) shard of the model, as one chunk or, with virtual pipeline
+stages, several. For every unit of the model (the embedding,
 each decoder layer, the final norm, the output layer) the stage that owns it gathers the TP
 shards (all-gather in the TP group), undoes the fused layouts with the family's map, and the
 result is broadcast across the PP group, so every rank ends up streaming the whole model.
@@ -24,6 +25,7 @@ from megatron.core import parallel_state
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
 from mindspeed_rl.models import layout as L
 from mindspeed_rl.models.family import family_by_name
+from mindspeed_rl.training.model import layer_owner
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class _Unit:
     stage: int
     layer: int = -1
     local: int = -1
+    chunk: int = 0
 
 
 @dataclass
@@ -56,14 +59,14 @@ class MegatronToHF:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        chunks: list[torch.nn.Module],
         meta: CheckpointMeta,
         bucket_mb: int,
         dtype: torch.dtype,
     ):
         if bucket_mb <= 0:
             raise ValueError(f"bucket_mb must be > 0, got {bucket_mb}")
-        self.model = model
+        self.chunks = chunks
         self.meta = meta
         self.spec = meta.spec
         self.family = family_by_name(meta.spec.family)
@@ -72,19 +75,23 @@ class MegatronToHF:
         self.tp = parallel_state.get_tensor_model_parallel_world_size()
         self.pp = parallel_state.get_pipeline_model_parallel_world_size()
         self.pp_rank = parallel_state.get_pipeline_model_parallel_rank()
-        self._params = dict(model.named_parameters())
+        self._chunk_params = [dict(c.named_parameters()) for c in chunks]
+        self._params = self._chunk_params[0]
         self._units = self._plan_units()
         self._shapes = L.expected_hf_shapes(self.family, self.spec)
         self.buckets = self._plan_buckets()
 
     def _plan_units(self) -> list[_Unit]:
+        last = len(self.chunks) - 1
         units = [_Unit("embedding", 0)]
-        per = self.spec.layers_per_stage(self.pp)
         for layer in range(self.spec.num_layers):
-            units.append(_Unit("layer", layer // per, layer, layer % per))
-        units.append(_Unit("final_norm", self.pp - 1))
+            stage, chunk, local = layer_owner(
+                layer, self.spec.num_layers, self.pp, len(self.chunks)
+            )
+            units.append(_Unit("layer", stage, layer, local, chunk))
+        units.append(_Unit("final_norm", self.pp - 1, chunk=last))
         if not self.spec.tie_word_embeddings:
-            units.append(_Unit("lm_head", self.pp - 1))
+            units.append(_Unit("lm_head", self.pp - 1, chunk=last))
         return units
 
     def _unit_names(self, unit: _Unit) -> list[str]:
@@ -152,19 +159,20 @@ class MegatronToHF:
     @torch.no_grad()
     def _produce(self, unit: _Unit) -> dict[str, torch.Tensor]:
         g = self.family.global_names
+        params = self._chunk_params[unit.chunk]
         if unit.kind == "embedding":
-            return {g.embedding: self._gather_vocab(self._params[L.EMBEDDING])}
+            return {g.embedding: self._gather_vocab(params[L.EMBEDDING])}
         if unit.kind == "lm_head":
-            return {g.lm_head: self._gather_vocab(self._params[L.OUTPUT_LAYER])}
+            return {g.lm_head: self._gather_vocab(params[L.OUTPUT_LAYER])}
         if unit.kind == "final_norm":
-            return {g.final_norm: self._params[L.FINAL_NORM].detach()}
+            return {g.final_norm: params[L.FINAL_NORM].detach()}
         prefix = L.layer_prefix(unit.local)
         shards: list[dict[str, torch.Tensor]] = [{} for _ in range(self.tp)]
         for suffix, tp_dim in L.LAYER_TP_DIM.items():
             name = prefix + suffix
-            if name not in self._params:
+            if name not in params:
                 continue  # e.g. no QKV bias
-            local = self._params[name]
+            local = params[name]
             parts = self._gather_tp(local) if tp_dim is not None else [local.detach()] * self.tp
             for r in range(self.tp):
                 shards[r][suffix] = parts[r]

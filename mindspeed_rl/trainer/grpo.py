@@ -189,15 +189,9 @@ def update(group, dock: TransferDock, cfg: GRPOConfig, iteration: int) -> dict[s
     order = list(range(n))
     mini_batches = [order[k : k + mini] for _ in range(cfg.trainer.ppo_epochs)
                     for k in range(0, n, mini)]  # fmt: skip
-    responses = dock.get("response")
-    if cfg.loss.loss_agg_mode == "token-mean":
-        norms = [float(sum(len(responses[i]) for i in mb)) for mb in mini_batches]
-    else:
-        norms = [float(sum(1 for i in mb if responses[i])) for mb in mini_batches]
-    norms = [max(1.0, x) for x in norms]
     lr = lr_at(iteration, cfg.trainer.iterations, cfg.optim.lr, cfg.optim.min_lr,
                cfg.optim.warmup_iterations, cfg.optim.decay)  # fmt: skip
-    results = group.call("update", _samples(dock, True), mini_batches, norms, lr)
+    results = group.call("update", _samples(dock, True), mini_batches, lr)
     reporting = [r for r in results if r]
     metrics = {k: sum(r[k] for r in reporting) / len(reporting) for k in reporting[0]}
     metrics["actor/lr"] = lr

@@ -1,9 +1,10 @@
-"""The training side of the hybrid actor: log-probs and GRPO updates on a Megatron stage.
+"""The training side of the hybrid actor: log-probs and GRPO updates on this rank's chunks.
 
-Samples are (prompt, response) token lists. A call works on this rank's data-parallel share
-and packs it into right-padded micro-batches of one shared length, as the pipeline schedule
-needs. Logits at position t score token t+1, so response token j of a sample with prompt
-length P is scored by position P + j - 1.
+Samples are (prompt, response) token lists. A call works on this rank's data-parallel share,
+packs it into micro-batches and runs them through megatron-core's schedule
+(:mod:`mindspeed_rl.training.schedule`); gradients are reduced by megatron-core's DDP and
+applied by its optimizer. Logits at position t score token t+1, so response token j of a
+sample with prompt length P is scored by position P + j - 1.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from megatron.core import parallel_state
+from megatron.core.optimizer import MegatronOptimizer
 
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
+from mindspeed_rl.training import optimizer as opt
 from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
-from mindspeed_rl.training.optimizer import MegatronAdamW
-from mindspeed_rl.training.pipeline import MicroBatch, causal_mask, forward_backward
+from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
 
 
 @dataclass
@@ -64,20 +67,21 @@ def is_output_rank() -> bool:
 
 
 class MegatronActor:
-    """Log-probs and clipped-ratio updates for one Megatron model stage."""
+    """Log-probs and clipped-ratio updates for this rank's model chunks (DDP-wrapped when
+    it trains)."""
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        chunks: list[torch.nn.Module],
         meta: CheckpointMeta,
-        optimizer: MegatronAdamW | None,
+        optimizer: MegatronOptimizer | None,
         loss_config: GRPOLossConfig | None,
         temperature: float,
         micro_batch_size: int,
         pad_id: int = 0,
         pack_prompts: bool = False,
     ):
-        self.model = model
+        self.chunks = chunks
         self.meta = meta
         self.optimizer = optimizer
         self.loss_config = loss_config
@@ -85,8 +89,8 @@ class MegatronActor:
         self.micro_batch_size = micro_batch_size
         self.pad_id = pad_id
         self.pack_prompts = pack_prompts
-        self.dtype = next(model.parameters()).dtype
-        self.device = next(model.parameters()).device
+        self.dtype = next(chunks[0].parameters()).dtype
+        self.device = next(chunks[0].parameters()).device
 
     # -- packing ---------------------------------------------------------------------------
 
@@ -224,17 +228,14 @@ class MegatronActor:
     def logprobs(self, samples: Samples) -> dict[int, list[float]]:
         """Response log-probs of this DP rank's share, keyed by sample index (output ranks;
         others return an empty dict)."""
-        self.model.eval()
         indices = list(dp_shard(len(samples)))
         mbs, row_lists = self._micro_batches(samples, indices)
 
         def collect(logits_BSV, mb):
             lp_BS, _ = self._token_logprobs(logits_BSV, mb, entropy=False)
-            return lp_BS.sum() * 0, lp_BS
+            return lp_BS.sum() * 0, mb.extra["mask"].sum(), lp_BS
 
-        results = forward_backward(
-            self.model, mbs, collect, True, self.meta.spec.hidden_size, self.dtype
-        )
+        results = run_schedule(self.chunks, mbs, collect, forward_only=True)
         out: dict[int, list[float]] = {}
         if not is_output_rank():
             return out
@@ -249,30 +250,26 @@ class MegatronActor:
     # -- update ----------------------------------------------------------------------------
 
     def update(
-        self,
-        samples: Samples,
-        mini_batches: list[list[int]],
-        norms: list[float],
-        lr: float,
-        clip_grad: float,
+        self, samples: Samples, mini_batches: list[list[int]], lr: float
     ) -> dict[str, float]:
         """One optimizer step per mini-batch (lists of sample indices, the same on all ranks).
 
-        ``norms[k]`` is mini-batch k's global normaliser for the loss aggregation (tokens for
-        token-mean, sequences otherwise); each micro-batch's loss is scaled by its own count
-        over it, so summing over micro-batches and DP ranks gives exactly the aggregate over
-        the whole mini-batch.
+        Each micro-batch's loss is its sum over the aggregation unit (tokens for token-mean,
+        responses otherwise) with that unit's count; megatron-core divides the gradients by
+        the counts summed over the mini-batch's micro-batches and data-parallel ranks, so the
+        update is the aggregate over the whole mini-batch whatever the micro-batching and DP.
         """
         assert self.optimizer is not None and self.loss_config is not None
         cfg = self.loss_config
-        self.model.train()
         sums: dict[str, float] = {}
         count = 0
-        for mini, norm in zip(mini_batches, norms):
+        for mini in mini_batches:
             dp_range = dp_shard(len(mini))
             mbs, _ = self._micro_batches(samples, [mini[j] for j in dp_range])
+            # The mini-batch's loss as the update sees it: sum and count over all ranks.
+            totals = torch.zeros(2, dtype=torch.float64, device=self.device)
 
-            def loss_fn(logits_BSV, mb, norm=norm):
+            def loss_fn(logits_BSV, mb, totals=totals):
                 lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
                 mask = mb.extra["mask"]
                 adv_BS = mb.extra["adv"] * mask
@@ -282,15 +279,24 @@ class MegatronActor:
                 local = (
                     mask.sum() if cfg.loss_agg_mode == "token-mean" else (mask.sum(-1) > 0).sum()
                 )
-                return loss * (local / norm), metrics
+                totals[0] += (loss * local).detach().double()
+                totals[1] += local.detach().double()
+                return loss * local, local, metrics
 
-            results = forward_backward(
-                self.model, mbs, loss_fn, False, self.meta.spec.hidden_size, self.dtype
-            )
-            grad_norm = self.optimizer.step(lr, clip_grad)
+            for chunk in self.chunks:
+                chunk.zero_grad_buffer()
+            self.optimizer.zero_grad()
+            results = run_schedule(self.chunks, mbs, loss_fn, forward_only=False)
+            opt.set_lr(self.optimizer, lr)
+            grad_norm = opt.step(self.optimizer)
+            dist.all_reduce(totals, group=parallel_state.get_data_parallel_group())
+            sums["actor/loss"] = sums.get("actor/loss", 0.0) + (
+                totals[0] / totals[1].clamp(min=1)
+            ).item() * len(results)
             for metrics in results:
                 for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                    if k != "actor/loss":  # a micro-batch's; the mini-batch's is above
+                        sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1
             sums["actor/grad_norm"] = sums.get("actor/grad_norm", 0.0) + grad_norm * len(results)
         return {k: v / max(1, count) for k, v in sums.items()} if is_output_rank() else {}

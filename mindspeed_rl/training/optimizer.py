@@ -1,128 +1,132 @@
-"""AdamW for a Megatron model stage: fp32 master weights, DP / tied-embedding grad sync,
-global grad-norm clipping that counts every parameter once across TP and PP."""
+"""The actor's optimizer: megatron-core's (``get_megatron_optimizer``), plus the learning-rate
+schedule and checkpoint state.
+
+megatron-core picks the optimizer class: fp32 params step in place; bf16 params get fp32 main
+params inside the optimizer; with the distributed optimizer the main params and Adam moments
+are sharded over the data-parallel ranks (gradients reduce-scattered, updated params
+all-gathered). Gradient clipping uses megatron-core's global norm, which counts every
+parameter once across TP, PP and tied-embedding copies. Adam is TE's or apex's fused Adam
+when present, else torch's AdamW: decoupled weight decay in every case, none on norms and
+biases.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
-from megatron.core import parallel_state
+from megatron.core.optimizer import MegatronOptimizer, OptimizerConfig, get_megatron_optimizer
+from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+from mindspeed_rl.accelerator import megatron_device_scope
 
 
-def _counts_once(param: torch.nn.Parameter, tp_rank: int) -> bool:
-    """Whether this rank's copy of ``param`` enters the global norm.
+@dataclass(frozen=True)
+class AdamSettings:
+    """What the trainer sets of megatron-core's OptimizerConfig."""
 
-    TP-replicated parameters (norms) are identical on every TP rank: count them on rank 0.
-    With tied embeddings and PP > 1 the last stage's output layer is a copy of the first
-    stage's embedding: count the embedding only.
-    """
-    if not getattr(param, "tensor_model_parallel", False) and tp_rank != 0:
-        return False
-    return not (
-        getattr(param, "shared_embedding", False) and not parallel_state.is_pipeline_first_stage()
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    clip_grad: float
+    """Global grad-norm clip; 0: none."""
+    use_distributed_optimizer: bool = False
+
+
+def build_optimizer(
+    chunks: list[torch.nn.Module], adam: AdamSettings, params_dtype: torch.dtype
+) -> MegatronOptimizer:
+    """megatron-core's optimizer over this rank's DDP-wrapped chunks."""
+    config = OptimizerConfig(
+        optimizer="adam",
+        lr=adam.lr,
+        min_lr=0.0,
+        weight_decay=adam.weight_decay,
+        adam_beta1=adam.betas[0],
+        adam_beta2=adam.betas[1],
+        adam_eps=adam.eps,
+        clip_grad=adam.clip_grad,
+        bf16=params_dtype == torch.bfloat16,
+        fp16=params_dtype == torch.float16,
+        params_dtype=params_dtype,
+        use_distributed_optimizer=adam.use_distributed_optimizer,
     )
+    with megatron_device_scope():
+        return get_megatron_optimizer(config, chunks)
 
 
-class MegatronAdamW:
-    """AdamW over fp32 master copies of the stage's parameters (a no-op copy for fp32)."""
+def set_lr(optimizer: MegatronOptimizer, lr: float) -> None:
+    """Learning rate of the next step, for every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        lr: float,
-        betas: tuple[float, float],
-        eps: float,
-        weight_decay: float,
-    ):
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.fp32 = all(p.dtype == torch.float32 for p in self.params)
-        self.master = (
-            self.params
-            if self.fp32
-            else [torch.nn.Parameter(p.detach().float().clone()) for p in self.params]
-        )
-        # Norms and biases are not decayed, as in Megatron.
-        decay = [m for m, p in zip(self.master, self.params) if p.dim() > 1]
-        no_decay = [m for m, p in zip(self.master, self.params) if p.dim() <= 1]
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=lr,
-            betas=betas,
-            eps=eps,
-        )
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-        if not self.fp32:
-            for m in self.master:
-                m.grad = None
+def step(optimizer: MegatronOptimizer) -> float:
+    """One optimizer step on the reduced gradients; returns the global grad norm before
+    clipping (NaN when a non-finite gradient made megatron-core skip the update)."""
+    with megatron_device_scope():
+        ok, grad_norm, _ = optimizer.step()
+    if not ok or grad_norm is None:
+        return math.nan
+    return float(grad_norm)
 
-    def sync_grads(self) -> None:
-        """Sum gradients over data-parallel ranks and between tied embedding copies."""
-        dp_group = parallel_state.get_data_parallel_group()
-        if parallel_state.get_data_parallel_world_size() > 1:
-            for p in self.params:
-                if p.grad is not None:
-                    dist.all_reduce(p.grad, group=dp_group)
-        if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            emb_group = parallel_state.get_embedding_group()
-            for p in self.params:
-                if getattr(p, "shared_embedding", False) and p.grad is not None:
-                    dist.all_reduce(p.grad, group=emb_group)
 
-    def grad_norm(self) -> float:
-        tp_rank = parallel_state.get_tensor_model_parallel_rank()
-        sq = torch.zeros((), dtype=torch.float64)
-        for p in self.params:
-            if p.grad is not None and _counts_once(p, tp_rank):
-                sq += p.grad.detach().double().pow(2).sum().cpu()
-        dist.all_reduce(sq, group=parallel_state.get_model_parallel_group())
-        return math.sqrt(sq.item())
+def _inner_optimizers(optimizer: MegatronOptimizer) -> list[MegatronOptimizer]:
+    return list(getattr(optimizer, "chained_optimizers", [optimizer]))
 
-    def step(self, lr: float, clip_grad: float) -> float:
-        """Sync grads, clip to ``clip_grad`` (0: no clip), step; returns the pre-clip norm."""
-        self.sync_grads()
-        norm = self.grad_norm()
-        scale = clip_grad / (norm + 1e-6) if clip_grad > 0 and norm > clip_grad else 1.0
-        for p, m in zip(self.params, self.master):
-            if p.grad is None:
-                continue
-            g = p.grad.float() if not self.fp32 else p.grad
-            if scale != 1.0:
-                g = g * scale
-            m.grad = g
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if math.isfinite(norm):
-            self.optimizer.step()
-        if not self.fp32:
-            with torch.no_grad():
-                for p, m in zip(self.params, self.master):
-                    p.copy_(m)
-        self.zero_grad()
-        return norm
 
-    def state_dict(self) -> dict:
-        state = {"optimizer": self.optimizer.state_dict()}
-        if not self.fp32:
-            state["master"] = [m.detach().clone() for m in self.master]
-        return state
+def state_tensors(optimizer: MegatronOptimizer) -> list[torch.Tensor]:
+    """What megatron-core's ``offload_to_cpu`` moves off the device: the tensors the inner
+    torch optimizer steps (fp32 main params for bf16 training, this rank's shard of them with
+    the distributed optimizer) and their Adam state."""
+    out: list[torch.Tensor] = []
+    for opt in _inner_optimizers(optimizer):
+        inner = opt.optimizer
+        out += [p for g in inner.param_groups for p in g["params"]]
+        out += [v for s in inner.state.values() for v in s.values()
+                if isinstance(v, torch.Tensor) and v.dim() > 0]  # fmt: skip
+    return out
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        if not self.fp32:
-            with torch.no_grad():
-                for m, saved in zip(self.master, state["master"]):
-                    m.copy_(saved)
+
+def state_bytes(optimizer: MegatronOptimizer) -> int:
+    return sum(t.numel() * t.element_size() for t in state_tensors(optimizer))
+
+
+def save_state(optimizer: MegatronOptimizer) -> dict:
+    """This rank's optimizer state for a checkpoint.
+
+    With the distributed optimizer, the data-parallel-rank-independent part
+    (``state_dict()``) and this rank's shard of main params and moments
+    (``get_parameter_state_dp_reshardable``, no gather) are kept apart, so every rank writes
+    only its own shard; a resume needs the same layout.
+    """
+    parts = []
+    for opt in _inner_optimizers(optimizer):
+        entry = {"common": opt.state_dict()}
+        if isinstance(opt, DistributedOptimizer):
+            entry["shard"] = opt.get_parameter_state_dp_reshardable()
+        parts.append(entry)
+    return {"parts": parts}
+
+
+def load_state(optimizer: MegatronOptimizer, state: dict) -> None:
+    """Inverse of :func:`save_state` (same TP / PP / DP layout)."""
+    with megatron_device_scope():
+        for opt, entry in zip(_inner_optimizers(optimizer), state["parts"], strict=True):
+            opt.load_state_dict(entry["common"])
+            if isinstance(opt, DistributedOptimizer):
+                opt.load_parameter_state_from_dp_reshardable(entry["shard"])
 
 
 def lr_at(iteration: int, total: int, lr: float, min_lr: float, warmup: int, decay: str) -> float:
-    """Learning rate of 1-based ``iteration``: linear warm-up, then constant or cosine."""
+    """Learning rate of 1-based ``iteration``: linear warm-up, then constant or cosine.
+
+    A pure function of the iteration (not megatron-core's stateful OptimizerParamScheduler),
+    so a resumed run needs no scheduler state, and the first step already uses a non-zero
+    rate during warm-up.
+    """
     if warmup and iteration <= warmup:
         return lr * iteration / warmup
     if decay == "constant":

@@ -44,43 +44,50 @@ class HybridActorWorker:
         if cfg.resources.device != "auto":
             os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
         from mindspeed_rl.accelerator import get_accelerator
-        from mindspeed_rl.checkpoint.loader import load_megatron_model
+        from mindspeed_rl.models.builder import Recompute
         from mindspeed_rl.resharding import MegatronToHF
         from mindspeed_rl.rollout import create_engine
+        from mindspeed_rl.training import optimizer as opt
         from mindspeed_rl.training.actor import MegatronActor
-        from mindspeed_rl.training.optimizer import MegatronAdamW
+        from mindspeed_rl.training.model import DDPSettings, build_chunks, unwrap
         from mindspeed_rl.training.parallel import initialize_model_parallel
+        from mindspeed_rl.training.schedule import configure_chunks
         from mindspeed_rl.workers.hybrid_memory import HybridMemory
 
         self.cfg = cfg
         acc = get_accelerator()
-        initialize_model_parallel(cfg.model.tp, cfg.model.pp, seed=cfg.trainer.seed)
-        dtype = mf.DTYPES[cfg.model.params_dtype]
-        model, meta, _ = load_megatron_model(load_dir, params_dtype=dtype)
-        model = model.to(acc.device)
+        m, o = cfg.model, cfg.optim
+        initialize_model_parallel(m.tp, m.pp, seed=cfg.trainer.seed, vpp=m.virtual_pipeline_stages)
+        dtype = mf.DTYPES[m.params_dtype]
+        recompute = Recompute(m.recompute_granularity, m.recompute_method, m.recompute_num_layers)
+        ddp = DDPSettings(o.use_distributed_optimizer, o.overlap_grad_reduce, o.grad_reduce_in_fp32)
+        chunks, meta, _ = build_chunks(load_dir, dtype, recompute, ddp)
+        configure_chunks(chunks, o.overlap_grad_reduce)
         self.meta = meta
-        self.optimizer = MegatronAdamW(
-            model, cfg.optim.lr, tuple(cfg.optim.betas), cfg.optim.eps, cfg.optim.weight_decay
-        )
+        adam = opt.AdamSettings(
+            o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps, o.clip_grad,
+            o.use_distributed_optimizer,
+        )  # fmt: skip
+        self.optimizer = opt.build_optimizer(chunks, adam, dtype)
         self.actor = MegatronActor(
-            model, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
+            chunks, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
             cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
         )  # fmt: skip
         self.ref = None
         if cfg.loss.kl_coef > 0:
-            ref_model, _, _ = load_megatron_model(load_dir, params_dtype=dtype)
-            ref_model.requires_grad_(False)
+            ref_chunks, _, _ = build_chunks(load_dir, dtype, recompute)
+            for chunk in ref_chunks:
+                chunk.requires_grad_(False)
             self.ref = MegatronActor(
-                ref_model.to(acc.device), meta, None, None, cfg.sampling.temperature,
+                ref_chunks, meta, None, None, cfg.sampling.temperature,
                 cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
             )  # fmt: skip
         self.engine = create_engine(cfg.rollout, hf_meta_dir)
         self.resharder = MegatronToHF(
-            model, meta, bucket_mb=cfg.rollout.bucket_mb, dtype=cfg.rollout.torch_dtype
-        )
-        self.memory = HybridMemory(
-            acc, self.engine, self.optimizer.params, self.optimizer.optimizer
-        )
+            [unwrap(c) for c in chunks], meta, bucket_mb=cfg.rollout.bucket_mb,
+            dtype=cfg.rollout.torch_dtype,
+        )  # fmt: skip
+        self.memory = HybridMemory(acc, self.engine, chunks, self.optimizer)
         import ray
 
         return {
@@ -108,14 +115,28 @@ class HybridActorWorker:
         assert actor is not None, "reference log-probs asked for but loss.kl_coef is 0"
         return actor.logprobs(samples)
 
-    def update(self, samples, mini_batches, norms, lr: float) -> dict[str, float]:
-        return self.actor.update(samples, mini_batches, norms, lr, self.cfg.optim.clip_grad)
+    def update(self, samples, mini_batches, lr: float) -> dict[str, float]:
+        return self.actor.update(samples, mini_batches, lr)
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def save(self, root: str, iteration: int) -> None:
-        """This rank's shard, optimizer and RNG state under ``root`` (Megatron layout)."""
+    def _optimizer_file(self, root: Path, iteration: int, dp_rank: int) -> Path:
         from megatron.core import parallel_state as ps
+
+        name = (
+            f"tp{ps.get_tensor_model_parallel_rank():02d}_pp{ps.get_pipeline_model_parallel_rank():03d}"
+            f"_dp{dp_rank:04d}.pt"
+        )
+        return root / mf.iter_dir_name(iteration) / "optimizer" / name
+
+    def save(self, root: str, iteration: int) -> None:
+        """This rank's model shard (one DP replica writes it, in the plain Megatron layout
+        mcore2hf reads), its optimizer state (every DP rank its own shard with the
+        distributed optimizer, else DP rank 0) and its RNG state, under ``root``."""
+        from megatron.core import parallel_state as ps
+
+        from mindspeed_rl.training import optimizer as opt
+        from mindspeed_rl.training.model import stage_state_dict
 
         root_path = Path(root)
         rng = {
@@ -126,36 +147,55 @@ class HybridActorWorker:
         rng_dir = root_path / mf.iter_dir_name(iteration) / "rng"
         rng_dir.mkdir(parents=True, exist_ok=True)
         torch.save(rng, rng_dir / f"rank_{self.rank:05d}.pt")
-        if ps.get_data_parallel_rank() != 0:
-            return  # DP replicas hold the same weights and optimizer state
-        state = {k: v for k, v in self.actor.model.state_dict().items() if v is not None}
+        dp_rank = ps.get_data_parallel_rank()
+        if dp_rank == 0 or self.cfg.optim.use_distributed_optimizer:
+            path = self._optimizer_file(root_path, iteration, dp_rank)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(opt.save_state(self.optimizer), path)
+        state = stage_state_dict(self.actor.chunks, self.meta)  # collective over PP with VPP
+        if dp_rank != 0:
+            return
         mf.save_rank(
             root_path,
             iteration,
             ps.get_tensor_model_parallel_rank(),
             ps.get_pipeline_model_parallel_rank(),
             self.meta,
-            {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)},
-            extra={"optimizer": self.optimizer.state_dict()},
+            {k: v.detach().cpu() for k, v in state.items()},
         )
 
     def load(self, root: str, iteration: int) -> None:
+        """Restore what :meth:`save` wrote (same TP / PP / DP layout)."""
         from megatron.core import parallel_state as ps
 
         from mindspeed_rl.models.builder import load_model_state
+        from mindspeed_rl.training import optimizer as opt
+        from mindspeed_rl.training.model import checkpoint_location, chunk_layers, unwrap
 
-        payload = torch.load(
-            mf.rank_file(
-                Path(root), iteration, ps.get_tensor_model_parallel_rank(),
-                ps.get_pipeline_model_parallel_rank(), self.meta.pp,
-            ),
-            map_location="cpu",
-            weights_only=False,
-        )  # fmt: skip
-        load_model_state(self.actor.model, payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        root_path = Path(root)
+        tp_rank = ps.get_tensor_model_parallel_rank()
+        pp, pp_rank = self.meta.pp, ps.get_pipeline_model_parallel_rank()
+        vpp = len(self.actor.chunks)
+        files: dict[int, dict] = {}
+        for v, chunk in enumerate(self.actor.chunks):
+            model = unwrap(chunk)
+            layers = chunk_layers(self.meta.spec.num_layers, pp, vpp, pp_rank, v)
+            state = {}
+            for key, value in model.state_dict().items():
+                if value is None or key.endswith("_extra_state"):
+                    continue
+                stage, source = checkpoint_location(key, layers, self.meta.spec.num_layers, pp)
+                if stage not in files:
+                    files[stage] = mf.load_rank(root_path, iteration, tp_rank, stage, pp)["model"]
+                state[key] = files[stage][source]
+            load_model_state(model, state)
+        dp_rank = ps.get_data_parallel_rank() if self.cfg.optim.use_distributed_optimizer else 0
+        opt.load_state(
+            self.optimizer,
+            torch.load(self._optimizer_file(root_path, iteration, dp_rank), weights_only=False),
+        )
         rng = torch.load(
-            Path(root) / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt",
+            root_path / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt",
             weights_only=False,
         )
         torch.set_rng_state(rng["torch"])

@@ -4,22 +4,30 @@ A small state machine the trainer drives every iteration:
 
     TRAIN --to_rollout(sync)--> ROLLOUT --to_train()--> TRAIN
 
-to_rollout: offload optimizer state and gradients to host; wake the engine's weights; run
-the weight sync; offload the training parameters too if asked; wake the engine's KV cache.
-to_train: release the engine's KV cache and weights; bring parameters, optimizer state and
-gradients back. On CPU every move is a no-op (host memory is the device), but the order of
-the steps is the same and is recorded, so it is tested without an accelerator.
+to_rollout: free the DDP gradient buffers and move the optimizer's state (fp32 main params
+and Adam moments, this rank's shard of them with the distributed optimizer) to host; wake
+the engine; run the weight sync; move the training params to host too if asked.
+to_train: release the engine; bring params and optimizer state back; re-allocate the
+gradient buffers (zeroed).
+
+The moves are megatron-core's own (``MegatronOptimizer.offload_to_cpu`` /
+``restore_from_cpu``, the DDP buffers' ``offload_to_cpu`` / ``reload_from_cpu``). On CPU the
+optimizer state already lives in host memory, so only the gradient buffers are freed, which
+is a real saving there too; the bytes each step frees are recorded, so the hand-over is
+tested without an accelerator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 import torch
+from megatron.core.optimizer import MegatronOptimizer
 
 from mindspeed_rl.accelerator import Accelerator
 from mindspeed_rl.rollout.base import RolloutEngine
+from mindspeed_rl.training import optimizer as opt
 
 
 class Phase(Enum):
@@ -27,68 +35,72 @@ class Phase(Enum):
     ROLLOUT = "rollout"
 
 
-def _move_tensors(tensors: Iterable[torch.Tensor], device: torch.device) -> None:
-    for t in tensors:
-        if t.device != device:
-            t.data = t.data.to(device, non_blocking=True)
+def _buffers(chunks: Sequence[torch.nn.Module]) -> list:
+    return [b for c in chunks for b in (*c.buffers, *c.expert_parallel_buffers)]
+
+
+def grad_buffer_bytes(chunks: Sequence[torch.nn.Module]) -> int:
+    """Bytes held by the DDP gradient buffers of ``chunks`` now (0 while offloaded)."""
+    return sum(
+        b.grad_data.untyped_storage().nbytes() for b in _buffers(chunks) if b.grad_data is not None
+    )
 
 
 class HybridMemory:
-    """Drives the train <-> rollout memory hand-over; ``events`` records what ran, in order."""
+    """Drives the train <-> rollout memory hand-over.
+
+    ``events`` records what ran, in order; ``moved`` the bytes each step took off the device
+    (the optimizer's only on accelerators, where it lives there).
+    """
 
     def __init__(
         self,
         accelerator: Accelerator,
         engine: RolloutEngine | None,
-        params: list[torch.nn.Parameter],
-        optimizer: torch.optim.Optimizer | None,
+        chunks: Sequence[torch.nn.Module],
+        optimizer: MegatronOptimizer | None,
         offload_params: bool = False,
     ):
         self.acc = accelerator
         self.engine = engine
-        self.params = params
+        self.chunks = list(chunks)
         self.optimizer = optimizer
         self.offload_params = offload_params
         self.phase = Phase.TRAIN
         self.events: list[str] = []
-        self._moves = accelerator.kind != "cpu"
+        self.moved: dict[str, int] = {}
+        self._on_device = accelerator.kind != "cpu"
 
-    def _optimizer_tensors(self) -> list[torch.Tensor]:
-        if self.optimizer is None:
-            return []
-        return [
-            v for state in self.optimizer.state.values() for v in state.values()
-            if isinstance(v, torch.Tensor)
-        ]  # fmt: skip
-
-    def _grads(self) -> list[torch.Tensor]:
-        return [p.grad for p in self.params if p.grad is not None]
-
-    def _offload(self, what: str, tensors: list[torch.Tensor]) -> None:
-        if self._moves:
-            _move_tensors(tensors, torch.device("cpu"))
-        self.events.append(f"offload_{what}")
-
-    def _onload(self, what: str, tensors: list[torch.Tensor]) -> None:
-        if self._moves:
-            _move_tensors(tensors, self.acc.device)
-        self.events.append(f"onload_{what}")
+    def optimizer_bytes(self) -> int:
+        """Bytes megatron-core's optimizer offload moves (what it holds for this rank)."""
+        return 0 if self.optimizer is None else opt.state_bytes(self.optimizer)
 
     def to_rollout(self, sync_weights: Callable[[], None]) -> None:
         """Hand the device to the inference engine, with the current weights synced in."""
         if self.phase is not Phase.TRAIN:
             raise RuntimeError(f"to_rollout called in phase {self.phase.value}")
-        self._offload("optimizer", self._optimizer_tensors())
-        self._offload("grads", self._grads())
-        if self._moves:
+        before = grad_buffer_bytes(self.chunks)
+        for buffer in _buffers(self.chunks):
+            buffer.offload_to_cpu(move_params=False, move_grads=True)
+        self.moved["grads"] = before - grad_buffer_bytes(self.chunks)
+        self.events.append("offload_grads")
+        if self.optimizer is not None and self._on_device:
+            self.optimizer.offload_to_cpu()
+        self.moved["optimizer"] = self.optimizer_bytes() if self._on_device else 0
+        self.events.append("offload_optimizer")
+        if self._on_device:
             self.acc.empty_cache()
         if self.engine is not None:
             self.engine.resume_memory()
         self.events.append("engine_resume")
         sync_weights()
         self.events.append("sync_weights")
+        if self.offload_params and self._on_device:
+            for buffer in _buffers(self.chunks):
+                buffer.offload_to_cpu(move_params=True, move_grads=False)
+            self.acc.empty_cache()
         if self.offload_params:
-            self._offload("params", list(self.params))
+            self.events.append("offload_params")
         self.phase = Phase.ROLLOUT
 
     def to_train(self) -> None:
@@ -98,10 +110,17 @@ class HybridMemory:
         if self.engine is not None:
             self.engine.release_memory()
         self.events.append("engine_release")
-        if self._moves:
+        if self._on_device:
             self.acc.empty_cache()
+        if self.offload_params and self._on_device:
+            for buffer in _buffers(self.chunks):
+                buffer.reload_from_cpu(move_params=True, move_grads=False)
         if self.offload_params:
-            self._onload("params", list(self.params))
-        self._onload("optimizer", self._optimizer_tensors())
-        self._onload("grads", self._grads())
+            self.events.append("onload_params")
+        if self.optimizer is not None and self._on_device:
+            self.optimizer.restore_from_cpu()
+        self.events.append("onload_optimizer")
+        for buffer in _buffers(self.chunks):
+            buffer.reload_from_cpu(move_params=False, move_grads=True)
+        self.events.append("onload_grads")
         self.phase = Phase.TRAIN

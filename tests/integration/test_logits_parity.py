@@ -10,23 +10,24 @@ import torch
 from mindspeed_rl.checkpoint.convert import hf_to_mcore
 from mindspeed_rl.utils.spawn import run_ranks
 
-LAYOUTS = [(1, 1), (2, 1), (1, 2), (2, 2)]
+LAYOUTS = [(1, 1, 1), (2, 1, 1), (1, 2, 1), (2, 2, 1), (1, 2, 2)]  # (TP, PP, virtual stages)
 
 
-def _megatron_logits_worker(rank: int, world: int, jobs: list[tuple[str, str, str]]) -> None:
+def _megatron_logits_worker(
+    rank: int, world: int, jobs: list[tuple[str, str, str]], vpp: int = 1
+) -> None:
     """For each (checkpoint, tokens file, output file): forward and save the full logits."""
     from megatron.core import parallel_state, tensor_parallel
 
     from mindspeed_rl.checkpoint import megatron_format as mf
-    from mindspeed_rl.checkpoint.loader import load_megatron_model
+    from mindspeed_rl.training.model import build_chunks
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
-    from mindspeed_rl.training.pipeline import MicroBatch, causal_mask, forward_backward
+    from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
 
     _, meta = mf.read_meta(Path(jobs[0][0]))
-    initialize_model_parallel(meta.tp, meta.pp)
+    initialize_model_parallel(meta.tp, meta.pp, vpp=vpp)
     for ckpt, tokens_path, out_path in jobs:
-        model, meta, _ = load_megatron_model(ckpt)
-        model.eval()
+        chunks, meta, _ = build_chunks(ckpt, torch.float32)
         tokens_BS = torch.load(tokens_path)
         b, s = tokens_BS.shape
         mb = MicroBatch(
@@ -38,11 +39,9 @@ def _megatron_logits_worker(rank: int, world: int, jobs: list[tuple[str, str, st
 
         def gather_logits(logits_BSV_local, _mb, vocab=meta.spec.vocab_size):
             full = tensor_parallel.gather_from_tensor_model_parallel_region(logits_BSV_local)
-            return full.sum() * 0, full[..., :vocab].detach()
+            return full.sum() * 0, torch.ones(()), full[..., :vocab].detach()
 
-        results = forward_backward(
-            model, [mb], gather_logits, True, meta.spec.hidden_size, torch.float32
-        )
+        results = run_schedule(chunks, [mb], gather_logits, forward_only=True)
         if parallel_state.is_pipeline_last_stage() and (
             parallel_state.get_tensor_model_parallel_rank() == 0
         ):
@@ -59,7 +58,9 @@ def _hf_logits(model_dir: Path, tokens_BS: torch.Tensor) -> torch.Tensor:
         return model(tokens_BS).logits
 
 
-def _check_parity(tmp_path: Path, model_dirs: list[Path], tp: int, pp: int, vocab: int) -> None:
+def _check_parity(
+    tmp_path: Path, model_dirs: list[Path], tp: int, pp: int, vocab: int, vpp: int = 1
+) -> None:
     tokens_BS = torch.randint(0, vocab, (2, 17), generator=torch.Generator().manual_seed(0))
     tokens_path = tmp_path / "tokens.pt"
     torch.save(tokens_BS, tokens_path)
@@ -68,7 +69,7 @@ def _check_parity(tmp_path: Path, model_dirs: list[Path], tp: int, pp: int, voca
         ckpt = tmp_path / f"mcore-{i}"
         hf_to_mcore(model_dir, ckpt, tp=tp, pp=pp)
         jobs.append((str(ckpt), str(tokens_path), str(tmp_path / f"logits-{i}.pt")))
-    run_ranks(_megatron_logits_worker, tp * pp, jobs)
+    run_ranks(_megatron_logits_worker, tp * pp, jobs, vpp)
     for i, model_dir in enumerate(model_dirs):
         expected = _hf_logits(model_dir, tokens_BS)
         got = torch.load(tmp_path / f"logits-{i}.pt")
@@ -77,11 +78,11 @@ def _check_parity(tmp_path: Path, model_dirs: list[Path], tp: int, pp: int, voca
         assert diff <= 1e-4, f"{model_dir.name} TP={tp} PP={pp}: max |diff| {diff}"
 
 
-@pytest.mark.parametrize(("tp", "pp"), LAYOUTS)
-def test_tiny_models_logits_match_hf(tmp_path, tiny_qwen2_dir, tiny_llama_dir, tp, pp):
+@pytest.mark.parametrize(("tp", "pp", "vpp"), LAYOUTS)
+def test_tiny_models_logits_match_hf(tmp_path, tiny_qwen2_dir, tiny_llama_dir, tp, pp, vpp):
     from tests.tiny_models import TINY_VOCAB
 
-    _check_parity(tmp_path, [tiny_qwen2_dir, tiny_llama_dir], tp, pp, TINY_VOCAB)
+    _check_parity(tmp_path, [tiny_qwen2_dir, tiny_llama_dir], tp, pp, TINY_VOCAB, vpp)
 
 
 @pytest.mark.slow

@@ -1,0 +1,174 @@
+"""The training model of one rank: megatron-core GPTModel chunks, loaded from a Megatron
+checkpoint and wrapped in megatron-core's DistributedDataParallel.
+
+A rank holds one chunk per virtual pipeline stage (one chunk without interleaving). Chunk
+``v`` of pipeline rank ``p`` holds the global layers ``[(v*PP + p) * n, (v*PP + p + 1) * n)``
+with ``n = layers / (PP * V)``, which is megatron-core's interleaved assignment; with V = 1 it
+is the plain split. Checkpoints are always in the plain (V = 1) layout, so any layout reads
+them: each chunk's tensors are looked up in the stage file that holds their global layer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from megatron.core import parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+
+from mindspeed_rl.accelerator import get_accelerator, megatron_device_scope
+from mindspeed_rl.checkpoint import megatron_format as mf
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.models import layout as L
+from mindspeed_rl.models.builder import Recompute, build_gpt_model, load_model_state
+
+_LAYER_KEY = re.compile(r"^decoder\.layers\.(\d+)\.(.*)$")
+
+
+@dataclass(frozen=True)
+class DDPSettings:
+    """megatron-core DistributedDataParallel options the trainer exposes."""
+
+    use_distributed_optimizer: bool = False
+    overlap_grad_reduce: bool = False
+    grad_reduce_in_fp32: bool = True
+
+
+def chunk_layers(num_layers: int, pp: int, vpp: int, pp_rank: int, vp_stage: int) -> range:
+    """Global layer indices of chunk ``vp_stage`` on pipeline rank ``pp_rank``."""
+    per = num_layers // (pp * vpp)
+    start = (vp_stage * pp + pp_rank) * per
+    return range(start, start + per)
+
+
+def checkpoint_location(key: str, chunk: range, num_layers: int, pp: int) -> tuple[int, str]:
+    """(stage, key) in a plain-layout checkpoint of PP ``pp`` for a chunk's state-dict ``key``."""
+    per = num_layers // pp
+    match = _LAYER_KEY.match(key)
+    if match:
+        layer = chunk[int(match.group(1))]
+        return layer // per, f"{L.layer_prefix(layer % per)}{match.group(2)}"
+    if key.startswith("embedding."):
+        return 0, key
+    return pp - 1, key  # final norm, output layer
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The GPTModel inside a DDP wrapper (or the module itself)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def build_chunks(
+    load_dir: str | Path,
+    params_dtype: torch.dtype,
+    recompute: Recompute | None = None,
+    ddp: DDPSettings | None = None,
+) -> tuple[list[torch.nn.Module], mf.CheckpointMeta, int]:
+    """This rank's model chunks with the checkpoint's weights, on this rank's device.
+
+    ``ddp`` wraps each chunk in megatron-core's DistributedDataParallel (training); None keeps
+    bare GPTModels (a frozen reference, inference). The checkpoint's TP/PP must equal the
+    running layout; its layers are redistributed over virtual stages as needed.
+    """
+    load_dir = Path(load_dir)
+    iteration, meta = mf.read_meta(load_dir)
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    vpp = parallel_state.get_virtual_pipeline_model_parallel_world_size() or 1
+    if (meta.tp, meta.pp) != (tp, pp):
+        raise UserError(
+            f"checkpoint {load_dir} is TP={meta.tp} PP={meta.pp} but the run uses TP={tp} "
+            f"PP={pp}; convert it again with matching --tp/--pp"
+        )
+    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
+    tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    files: dict[int, dict[str, torch.Tensor]] = {}
+    device = get_accelerator().device
+    chunks: list[torch.nn.Module] = []
+    with megatron_device_scope():
+        for v in range(vpp):
+            model = build_gpt_model(
+                meta.spec, meta.padded_vocab_size, params_dtype, recompute=recompute,
+                vp_stage=v if vpp > 1 else None,
+            )  # fmt: skip
+            layers = chunk_layers(meta.spec.num_layers, pp, vpp, pp_rank, v)
+            state = {}
+            for key, value in model.state_dict().items():
+                if value is None or key.endswith("_extra_state"):
+                    continue
+                stage, source_key = checkpoint_location(key, layers, meta.spec.num_layers, pp)
+                if stage not in files:
+                    files[stage] = mf.load_rank(load_dir, iteration, tp_rank, stage, pp)["model"]
+                state[key] = files[stage][source_key].to(params_dtype)
+            load_model_state(model, state)
+            model = model.to(device)
+            if ddp is not None:
+                model = DistributedDataParallel(
+                    config=model.config,
+                    ddp_config=DistributedDataParallelConfig(
+                        grad_reduce_in_fp32=ddp.grad_reduce_in_fp32,
+                        overlap_grad_reduce=ddp.overlap_grad_reduce,
+                        use_distributed_optimizer=ddp.use_distributed_optimizer,
+                    ),
+                    module=model,
+                    # Later chunks' first buckets are reduced as their backward finishes.
+                    disable_bucketing=v > 0,
+                )
+            chunks.append(model)
+    return chunks, meta, iteration
+
+
+def layer_owner(layer: int, num_layers: int, pp: int, vpp: int) -> tuple[int, int, int]:
+    """(pipeline rank, chunk, index within the chunk) holding global ``layer``."""
+    per = num_layers // (pp * vpp)
+    block = layer // per
+    return block % pp, block // pp, layer % per
+
+
+def stage_state_dict(chunks: list[torch.nn.Module], meta: mf.CheckpointMeta) -> dict:
+    """This pipeline rank's tensors in the plain (V = 1) checkpoint layout.
+
+    With virtual stages a rank holds layers of other plain stages and is missing some of its
+    own: each such layer moves once, point to point over the pipeline group, from the rank
+    that trains it to the rank whose stage file holds it (a collective over PP: every rank of
+    the group calls it). Without virtual stages it is the chunk's own state dict.
+    """
+    own = [
+        {k: v.detach() for k, v in unwrap(c).state_dict().items()
+         if v is not None and not k.endswith("_extra_state")}
+        for c in chunks
+    ]  # fmt: skip
+    if len(chunks) == 1:
+        return own[0]
+    import torch.distributed as dist
+
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
+    group = parallel_state.get_pipeline_model_parallel_group()
+    layers, vpp = meta.spec.num_layers, len(chunks)
+    per_stage = layers // pp
+    out = {k: v for k, v in own[0].items() if not _LAYER_KEY.match(k)}
+    out.update({k: v for k, v in own[-1].items() if not _LAYER_KEY.match(k)})
+    # Every layer has the same tensors and shapes: layer 0 of chunk 0 is the template.
+    template = {
+        m.group(2): v for k, v in own[0].items() if (m := _LAYER_KEY.match(k)) and m.group(1) == "0"
+    }
+    for layer in range(layers):
+        owner, chunk, local = layer_owner(layer, layers, pp, vpp)
+        target = layer // per_stage
+        if pp_rank not in (owner, target):
+            continue
+        prefix = L.layer_prefix(layer % per_stage)
+        for suffix in sorted(template):
+            if owner == target:
+                out[prefix + suffix] = own[chunk][L.layer_prefix(local) + suffix]
+            elif pp_rank == owner:
+                tensor = own[chunk][L.layer_prefix(local) + suffix].contiguous()
+                dist.send(tensor, dist.get_global_rank(group, target), group=group)
+            else:
+                buf = torch.empty_like(template[suffix])
+                dist.recv(buf, dist.get_global_rank(group, owner), group=group)
+                out[prefix + suffix] = buf
+    return out

@@ -1,0 +1,164 @@
+"""The actor trains through megatron-core's DDP, optimizer and schedules, and the layout does
+not change the result: 3 optimizer steps on one batch give the same losses, grad norms and
+final weights at TP2, PP2 (1F1B), PP2 x 2 virtual stages (interleaved), DP2 with the
+distributed optimizer and TP2 x DP2 as on one rank. A run whose data-parallel gradient
+reduction is switched off must not match (the comparison can fail)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mindspeed_rl.checkpoint.convert import hf_to_mcore
+from mindspeed_rl.utils.spawn import run_ranks
+
+# 8 samples, prompts and responses of different lengths; two share a prompt.
+PROMPTS = [[5, 17, 33, 99], [9, 8, 7], [5, 17, 33, 99], [40, 41, 42, 43, 44], [7, 7],
+           [100, 3, 2], [61, 62, 63, 64], [11, 12, 13]]  # fmt: skip
+RESPONSES = [[120, 7, 8, 200, 3, 41], [6, 5, 4], [64, 65, 66, 67, 2], [1, 2], [3, 4, 5, 6, 7],
+             [8, 9, 10, 11], [12], [14, 15, 16, 17, 18, 19]]  # fmt: skip
+ADVANTAGES = [1.0, -0.5, 0.8, -1.2, 0.3, 0.0, 1.5, -0.7]
+STEPS = 3
+
+
+def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> None:
+    from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
+    from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.resharding import MegatronToHF
+    from mindspeed_rl.training import optimizer as opt
+    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.model import DDPSettings, build_chunks, unwrap
+    from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
+    from mindspeed_rl.training.schedule import configure_chunks
+
+    tp, pp, vpp = layout["tp"], layout["pp"], layout.get("vpp", 1)
+    initialize_model_parallel(tp, pp, vpp=vpp)
+    dtype = mf.DTYPES[layout.get("dtype", "fp32")]
+    distributed = layout.get("distopt", False)
+    chunks, meta, _ = build_chunks(
+        ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed)
+    )
+    configure_chunks(chunks, overlap_grad_reduce=False)
+    if layout.get("broken"):
+        for chunk in chunks:  # no data-parallel gradient reduction at all
+            chunk.finish_grad_sync = lambda force_all_reduce=False: None
+    # eps 1e-6, not 1e-8: parameters whose true gradient is zero (the key bias: softmax
+    # ignores a constant added to every key) get rounding noise that depends on the reduction
+    # order, and Adam turns noise of 1e-9 into a full step when eps is far below it.
+    adam = opt.AdamSettings(1e-3, 0.01, (0.9, 0.999), 1e-6, 1.0, distributed)
+    optimizer = opt.build_optimizer(chunks, adam, dtype)
+    loss_config = GRPOLossConfig(kl_coef=0.0, loss_agg_mode=layout.get("agg", "token-mean"))
+    actor = MegatronActor(chunks, meta, optimizer, loss_config, 1.0, micro_batch_size=2)
+    # Fixed old log-probs near the random model's (-log 250 = -5.5): the ratio, the clipping
+    # and so the loss move with the weights from step to step.
+    old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
+    samples = Samples(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
+    steps = []
+    for _ in range(STEPS):
+        steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=1e-3))
+    resharder = MegatronToHF([unwrap(c) for c in chunks], meta, bucket_mb=64, dtype=torch.float32)
+    weights = {name: t.clone() for name, t in resharder.iter_weights()}
+    if rank == 0:
+        torch.save(weights, Path(out) / "weights.pt")
+    report = {"steps": steps, "optimizer_bytes": opt.state_bytes(optimizer)}
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(report))
+    destroy_model_parallel()
+
+
+def _train(tmp_path: Path, tiny_dir: Path, **layout) -> dict:
+    tp, pp = layout["tp"], layout["pp"]
+    world = tp * pp * layout.get("dp", 1)
+    name = "-".join(f"{k}{v}" for k, v in sorted(layout.items()))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    ckpt = tmp_path / f"mcore-tp{tp}-pp{pp}"
+    if not ckpt.exists():
+        hf_to_mcore(tiny_dir, ckpt, tp=tp, pp=pp)
+    out = tmp_path / name
+    out.mkdir()
+    run_ranks(_train_worker, world, str(ckpt), str(out), layout)
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+    reporting = [r["steps"] for r in reports if r["steps"][0]]
+    return {
+        "loss": [s["actor/loss"] for s in reporting[0]],
+        "grad_norm": [s["actor/grad_norm"] for s in reporting[0]],
+        "weights": torch.load(out / "weights.pt"),
+        "optimizer_bytes": [r["optimizer_bytes"] for r in reports],
+        "reporting": reporting,
+    }
+
+
+def _max_rel_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    for key in ("loss", "grad_norm"):
+        for x, y in zip(a[key], b[key], strict=True):
+            worst = max(worst, abs(x - y) / max(abs(y), 1e-12))
+    diff_sq = sum((a["weights"][n] - w).pow(2).sum() for n, w in b["weights"].items())
+    norm_sq = sum(w.pow(2).sum() for w in b["weights"].values())
+    return max(worst, (diff_sq / norm_sq).sqrt().item())
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_qwen2_dir):
+    return _train(tmp_path_factory.mktemp("base"), tiny_qwen2_dir, tp=1, pp=1)
+
+
+def test_baseline_learns(baseline):
+    # Every step moved the weights and the loss with them; DP ranks agree on the loss.
+    assert len(set(baseline["loss"])) == STEPS
+    assert all(n > 0 for n in baseline["grad_norm"])
+
+
+LAYOUTS = {
+    "tp2": dict(tp=2, pp=1),
+    "pp2_1f1b": dict(tp=1, pp=2),
+    "pp2_vpp2": dict(tp=1, pp=2, vpp=2),
+    "dp2_distopt": dict(tp=1, pp=1, dp=2, distopt=True),
+    "tp2_dp2_distopt": dict(tp=2, pp=1, dp=2, distopt=True),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_layout_matches_one_rank(tmp_path, tiny_qwen2_dir, baseline, name):
+    run = _train(tmp_path, tiny_qwen2_dir, **LAYOUTS[name])
+    assert _max_rel_diff(run, baseline) <= 1e-5, name
+    # Data-parallel ranks report the same global loss and grad norm.
+    for other in run["reporting"][1:]:
+        assert [s["actor/loss"] for s in other] == pytest.approx(run["loss"], rel=1e-6)
+
+
+def test_broken_gradient_reduction_is_caught(tmp_path, tiny_qwen2_dir, baseline):
+    run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, dp=2, distopt=True, broken=True)
+    assert _max_rel_diff(run, baseline) > 1e-3
+
+
+def test_distributed_optimizer_shards_state(tmp_path, tiny_qwen2_dir, baseline):
+    # fp32 params: Adam's two moments (8 B) + the params it steps (4 B) per parameter, split
+    # over the 2 data-parallel ranks without overlap.
+    replicated = baseline["optimizer_bytes"][0]
+    numel = sum(t.numel() for t in baseline["weights"].values())
+    assert replicated >= 12 * numel  # the padded vocabulary rows count too
+    run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, dp=2, distopt=True)
+    per_rank = run["optimizer_bytes"]
+    assert sum(per_rank) == replicated
+    assert max(per_rank) <= 0.51 * replicated
+
+
+def test_bf16_step_follows_fp32(tmp_path, tiny_qwen2_dir, baseline):
+    # bf16 params with fp32 main params: the same 3 steps within bf16 rounding (8 mantissa
+    # bits: 0.4 % per weight, and a bf16 forward / backward on the way).
+    run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, dtype="bf16")
+    for name, want in baseline["weights"].items():
+        got = run["weights"][name].float()
+        assert ((got - want).norm() / want.norm()).item() < 2e-2, name
+    assert run["loss"][0] == pytest.approx(baseline["loss"][0], rel=2e-2)
+
+
+def test_tied_embeddings_at_pp2_match_one_rank(tmp_path, tiny_llama_dir):
+    # Llama ties its embeddings: at PP2 the last stage's output-layer copy gets its gradient
+    # summed with the embedding's (megatron's embedding group) and counts once in the norm.
+    one = _train(tmp_path / "one", tiny_llama_dir, tp=1, pp=1)
+    two = _train(tmp_path / "two", tiny_llama_dir, tp=1, pp=2)
+    assert _max_rel_diff(two, one) <= 1e-5
