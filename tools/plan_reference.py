@@ -49,14 +49,18 @@ Training (megatron-core), on one rank:
   `optim.grad_reduce_in_fp32`;
 - optimizer state: Adam's two moments in fp32 (8 B/param) plus fp32 main params when training
   in bf16 (4 B/param), divided by DP with `optim.use_distributed_optimizer`;
-- activations per micro-batch (Korthikanti et al. 2022, 16-bit, no sequence parallelism):
-  per layer `s*b*h*(10 + (8 + 6f/h)/t) + 5*a*s^2*b/t` bytes, where `6f/h` is the gated MLP
-  of width f (a 4h GeLU MLP gives the paper's 24/t); selective recompute drops the `5as/h`
-  term; full recompute keeps the layer inputs (`2*s*b*h` per checkpoint) plus one recomputed
-  block; s = longest prompt (the dataset summary's, else `rollout.max_model_len -
-  sampling.max_tokens`; in these tables always the latter) + `sampling.max_tokens`; with `trainer.pack_prompts` one row of the
-  prompt and `b` responses; at PP > 1 (1F1B) stage i holds PP - i micro-batches;
-- logits window: response tokens x micro-batch x vocab/TP x 4 B (fp32 log-softmax) x 2.
+- activations per micro-batch (Korthikanti et al. 2022, 16-bit, no sequence parallelism,
+  adapted to the layer megatron-core builds here): per layer
+  `s*b*h*(10 + (8 + 8f/h)/t) + 6*a*s^2*b/t` bytes, where `8f/h` is the unfused SwiGLU MLP of
+  width f (its 2f-wide first projection, silu(gate) and the product; a 4h GeLU MLP gives the
+  paper's 24/t) and `6as/h` the fp32 softmax and its bf16 copy (no dropout masks); selective
+  recompute drops that term; full recompute keeps the layer inputs (`2*s*b*h` per
+  checkpoint) plus one recomputed block; s = longest prompt (the dataset summary's, else
+  `rollout.max_model_len - sampling.max_tokens`; in these tables always the latter) +
+  `sampling.max_tokens`; with `trainer.pack_prompts` one row of the prompt and `b`
+  responses; at PP > 1 (1F1B) stage i holds PP - i micro-batches;
+- logits window: response tokens x micro-batch x vocab/TP x 18 B (the bf16 logits and the
+  four fp32 tensors the log-softmax holds at its peak).
 
 Rollout (vLLM in the same process):
 
@@ -73,6 +77,12 @@ Rollout (vLLM in the same process):
 Not counted: the CUDA / HCCL context and allocator fragmentation (keep a few GB spare), the
 forward-only log-prob passes (smaller than the update's), vLLM's own activation workspace
 (inside its `gpu_memory_utilization` share).
+
+Checked against a measurement (`python bench/plan_vs_measured.py`, SmolLM2-135M's update at
+DP2 on CPU, the CPU preset's packed micro-batch): predicted 3.86 GB of training memory per
+rank, measured peak RSS above the process baseline 4.10 GB with glibc's mmap threshold pinned
+(-6 %) and 4.54 GB with the default allocator, which keeps freed blocks (-15 %);
+`bench/results/plan_vs_measured.json`.
 """
 
 

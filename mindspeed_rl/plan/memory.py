@@ -16,10 +16,16 @@ Transformer Models"), per layer and micro-batch, 16-bit, no sequence parallelism
 
     s*b*h * (10 + 24/t) + 5*a*s^2*b/t
 
-whose 24 = 8 (Q, K, V, attention output) + 16 (a 4h GeLU MLP: its input and output of the
-activation, 8 each). A gated (SwiGLU) MLP of width f stores its 2f-wide first projection and
-the f-wide product instead, 6f/h; the families here are all gated, so the split part is
-``8 + 6f/h`` (34 in all for SmolLM2, 10 + 8 + 32 for Qwen2.5-7B).
+adapted to the layer megatron-core builds here (local spec): its 24 = 8 (Q, K, V, attention
+output) + 16 (a 4h GeLU MLP); the unfused SwiGLU MLP of width f stores its 2f-wide first
+projection, silu(gate) and the product, ``8f/h``; the attention core keeps the fp32 softmax
+and its bf16 copy, ``6*a*s^2*b`` (no dropout, whose masks the paper's 5 counts). So::
+
+    s*b*h * (10 + (8 + 8f/h)/t) + 6*a*s^2*b/t
+
+The log-prob computation over the response window keeps the bf16 logits and four fp32
+[tokens, vocab/TP] tensors at its peak (the upcast, the shifted logits, their exp and one
+temporary): 18 bytes per element.
 """
 
 from __future__ import annotations
@@ -217,14 +223,14 @@ def optimizer_bytes(x: PlanInput, stage: int) -> float:
 def layer_activation_bytes(
     spec: ModelSpec, seq: int, batch: int, tp: int, params_dtype: str, attention: bool = True
 ) -> float:
-    """Activations one layer stores for backward (Korthikanti et al. 2022, no sequence
-    parallelism, gated MLP; see the module docstring). ``attention=False`` drops the
-    ``5*a*s^2*b`` softmax/dropout term (selective recompute re-runs the attention core).
+    """Activations one layer stores for backward (Korthikanti et al. 2022 adapted to this
+    layer, no sequence parallelism; see the module docstring). ``attention=False`` drops the
+    ``6*a*s^2*b`` softmax term (selective recompute re-runs the attention core).
     The paper counts 16-bit activations; fp32 training doubles them."""
     h, a = spec.hidden_size, spec.num_attention_heads
     sbh = seq * batch * h
-    per_sbh = 10 + (8 + 6 * spec.ffn_hidden_size / h) / tp
-    total = sbh * per_sbh + (5 * a * seq * seq * batch / tp if attention else 0)
+    per_sbh = 10 + (8 + 8 * spec.ffn_hidden_size / h) / tp
+    total = sbh * per_sbh + (6 * a * seq * seq * batch / tp if attention else 0)
     return total * DTYPE_BYTES[params_dtype] / 2
 
 
@@ -276,10 +282,10 @@ def microbatches_in_flight(x: PlanInput, stage: int) -> float:
 
 
 def logits_bytes(x: PlanInput) -> float:
-    """The output window on the last stage: response tokens x micro-batch x vocab/TP in fp32
-    (log-softmax), about twice (logits and their gradient / softmax output)."""
+    """The output window on the last stage: response tokens x micro-batch x vocab/TP, as bf16
+    logits plus the four fp32 tensors the log-softmax holds at its peak (18 B each)."""
     vocab = x.spec.padded_vocab_size(x.tp, VOCAB_DIVISIBLE_BY) // x.tp
-    return x.response_tokens * x.micro_batch * vocab * 4 * 2
+    return x.response_tokens * x.micro_batch * vocab * (2 + 4 * 4)
 
 
 # -- rollout ---------------------------------------------------------------------------------
