@@ -106,18 +106,33 @@ def save_state(optimizer: MegatronOptimizer) -> dict:
     for opt in _inner_optimizers(optimizer):
         entry = {"common": opt.state_dict()}
         if isinstance(opt, DistributedOptimizer):
-            entry["shard"] = opt.get_parameter_state_dp_reshardable()
+            entry["shard"] = shard = opt.get_parameter_state_dp_reshardable()
+            # megatron-core 0.16's loader skips entries flagged as bucket padding, but its
+            # getter does not flag any: mark them as real.
+            for key, by_dtype in shard.items():
+                if isinstance(key, int):
+                    for buckets in by_dtype.values():
+                        for bucket in buckets:
+                            for param_state in bucket:
+                                param_state.setdefault("padding", False)
         parts.append(entry)
     return {"parts": parts}
 
 
 def load_state(optimizer: MegatronOptimizer, state: dict) -> None:
     """Inverse of :func:`save_state` (same TP / PP / DP layout)."""
-    with megatron_device_scope():
+    # The shards are copied into main params that are views of trainable leaves.
+    with megatron_device_scope(), torch.no_grad():
         for opt, entry in zip(_inner_optimizers(optimizer), state["parts"], strict=True):
             opt.load_state_dict(entry["common"])
             if isinstance(opt, DistributedOptimizer):
                 opt.load_parameter_state_from_dp_reshardable(entry["shard"])
+            # Without TE / apex the distributed optimizer gives every parameter's state the
+            # same "step" tensor, which torch's Adam then increments once per parameter
+            # (wrong bias correction after a resume): give each its own.
+            for state in opt.optimizer.state.values():
+                if isinstance(state.get("step"), torch.Tensor):
+                    state["step"] = state["step"].clone()
 
 
 def lr_at(iteration: int, total: int, lr: float, min_lr: float, warmup: int, decay: str) -> float:

@@ -64,7 +64,9 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
     initial = torch.load(mf.rank_file(out / "init_mcore", 1, 0, 0, 1), weights_only=False)
     moved = [k for k, v in initial["model"].items() if not torch.equal(v, trained["model"][k])]
     assert len(moved) > len(initial["model"]) // 2
-    assert "optimizer" in trained
+    # Without the distributed optimizer, DP rank 0 writes the (replicated) optimizer state.
+    optim = sorted(p.name for p in (ckpt / "iter_0000003" / "optimizer").iterdir())
+    assert optim == ["tp00_pp000_dp0000.pt"]
     assert len(list((ckpt / "iter_0000003" / "rng").glob("rank_*.pt"))) == 2
     # The exported HF model loads in transformers and carries the trained weights.
     from transformers import AutoModelForCausalLM
@@ -76,7 +78,10 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
 
 
 def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gsm8k_prompts):
-    common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false")
+    # DP=2 with the distributed optimizer: each rank saves and restores its own shard of the
+    # fp32 main params and Adam moments.
+    common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false",
+              "optim.use_distributed_optimizer=true")  # fmt: skip
     unbroken = tmp_path / "unbroken"
     proc = subprocess.run(
         train_command(tiny_chat_model, gsm8k_prompts, unbroken, *common),
@@ -111,6 +116,10 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
     for it in (3, 4):
         assert a[it] == b[it], f"iteration {it} differs after resume"
     assert a[3] != a[4]
+    shards = sorted(
+        p.name for p in (broken / "checkpoints" / "iter_0000004" / "optimizer").iterdir()
+    )
+    assert shards == ["tp00_pp000_dp0000.pt", "tp00_pp000_dp0001.pt"]
 
 
 @pytest.mark.parametrize(
