@@ -91,15 +91,18 @@ def test_qwen7b_whole_model_params(qwen7b_dir):
 
 
 def test_qwen7b_tp4_training_terms(qwen7b_dir):
-    """The 7B preset: TP4 x DP2, bf16, micro-batch 8 of 1024 + 2048 tokens."""
-    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    """The 7B preset's layout: TP4 x DP2, bf16, micro-batch 8 of 1024 + 2048 tokens; without
+    its recompute and distributed optimizer first (the terms at their plainest)."""
+    preset = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
+               "optim.use_distributed_optimizer=false")  # fmt: skip
     shard = 28 * (LAYER_7B_SPLIT // 4 + NORMS_7B) + 2 * EMBED_7B // 4 + 3584
     assert shard == 1_904_057_344
     assert mem.param_bytes(x, 0) == 2 * shard == 3_808_114_688  # bf16 params of the TP4 shard
     assert mem.grad_bytes(x, 0) == 4 * shard  # fp32 grad buffer
     assert mem.grad_bytes(replace(x, grad_reduce_in_fp32=False), 0) == 2 * shard
     assert mem.optimizer_bytes(x, 0) == 12 * shard  # exp_avg + exp_avg_sq + fp32 main
-    assert mem.optimizer_bytes(replace(x, distributed_optimizer=True), 0) == 6 * shard  # / DP2
+    assert mem.optimizer_bytes(preset, 0) == 6 * shard  # the preset shards them over DP2
     assert mem.optimizer_bytes(replace(x, params_dtype="fp32"), 0) == 8 * shard
 
     # Activations: s = 3072, b = 8, h = 3584, a = 28, t = 4, f = 18944, 16-bit.
@@ -206,7 +209,6 @@ def test_qwen32b_preset_on_64gb_does_not_fit_and_names_vllm_weights(qwen32b_dir)
     infer = found["rollout.infer_tp"]
     assert infer.fixes and infer.after < infer.before
     assert "not built yet" in infer.note
-    assert "model.recompute_granularity" in found
     # With the inference TP the later change brings, the rollout fits on 64 GB.
     tp8 = plan_memory(replace(plan.input, infer_tp=8))
     assert not tp8.problems
@@ -217,7 +219,11 @@ def test_qwen32b_preset_on_64gb_does_not_fit_and_names_vllm_weights(qwen32b_dir)
 
 
 def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
-    plan = plan_memory(_input(qwen7b_dir, "grpo_qwen25_7b", 64))
+    # The preset recomputes and shards the optimizer; without them it does not fit.
+    plan = plan_memory(
+        _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
+               "optim.use_distributed_optimizer=false")
+    )  # fmt: skip
     assert not plan.fits
     training = plan.phases[0]
     assert training.largest.name == "activations"
