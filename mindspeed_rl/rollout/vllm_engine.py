@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 
 from mindspeed_rl.accelerator import get_accelerator, prepare_for_vllm
+from mindspeed_rl.accelerator.device import remove_stale_cpu_shm
 from mindspeed_rl.rollout.base import Completion, RolloutConfig, RolloutEngine, SamplingConfig
 
 _VLLM_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -31,15 +32,33 @@ def _refresh_tied_lm_head(worker) -> None:
 
 
 class VLLMEngine(RolloutEngine):
-    """An in-process vLLM ``LLM`` fed by weight sync."""
+    """An in-process vLLM ``LLM`` fed by weight sync.
+
+    With ``infer_tp`` > 1 every rank of a group of ``infer_tp`` consecutive ranks builds the
+    engine under vLLM's external launcher: vLLM takes the torch.distributed world the trainer
+    made and splits it into tensor-parallel groups of consecutive ranks (the rest of the world
+    is its "external" data parallelism: each group generates on its own). Every rank of a
+    group must then make the same calls with the same prompts.
+    On accelerators the engine is built with sleep mode, so releasing it frees the device:
+    level 2 drops the weights too (every rollout starts with a full weight sync).
+    """
 
     def __init__(self, config: RolloutConfig, model_dir: str):
         self.config = config
         prepare_for_vllm()
-        if get_accelerator().kind == "cpu":
+        on_device = get_accelerator().kind != "cpu"
+        if not on_device:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gb)
         from vllm import LLM
 
+        launcher = {}
+        # vLLM's teardown destroys the default group: remember whether this rank cleans up.
+        self._cleans_shm = config.infer_tp > 1 and torch.distributed.get_rank() == 0
+        if config.infer_tp > 1:
+            launcher["distributed_executor_backend"] = "external_launcher"
+            if self._cleans_shm:
+                remove_stale_cpu_shm()
+            torch.distributed.barrier()
         self._llm = LLM(
             model=str(model_dir),
             load_format="dummy",
@@ -57,7 +76,10 @@ class VLLMEngine(RolloutEngine):
             enable_chunked_prefill=False,
             max_num_batched_tokens=max(config.max_model_len, 8192),
             seed=0,
+            enable_sleep_mode=on_device,
+            **launcher,
         )
+        self._sleep_mode = on_device
         self._sleeping = False
         self._tied = bool(
             getattr(self._llm.llm_engine.model_config.hf_config, "tie_word_embeddings", False)
@@ -119,17 +141,53 @@ class VLLMEngine(RolloutEngine):
         if self._tied:
             self._llm.collective_rpc(_refresh_tied_lm_head)
 
+    def weight_bytes(self) -> int:
+        """Bytes of weights this rank's share of the engine holds (parameters and buffers)."""
+        return int(self._llm.collective_rpc(_weight_bytes)[0])
+
     def release_memory(self) -> None:
-        if get_accelerator().kind != "cpu" and not self._sleeping:
-            self._llm.sleep(level=1)
+        if self._sleep_mode and not self._sleeping:
+            self._llm.sleep(level=2)  # weights and KV cache; the next sync rewrites the weights
             self._sleeping = True
 
-    def resume_memory(self) -> None:
+    def resume_weights(self) -> None:
         if self._sleeping:
-            self._llm.wake_up()
+            self._llm.wake_up(tags=["weights"])
+
+    def resume_kv_cache(self) -> None:
+        if self._sleeping:
+            self._llm.wake_up(tags=["kv_cache"])
             self._sleeping = False
 
     def shutdown(self) -> None:
         # vLLM's teardown also destroys torch.distributed's default group, so the owner
         # calls this last, after its own collectives are done.
         self._llm.llm_engine.engine_core.shutdown()
+        if self._cleans_shm:
+            remove_stale_cpu_shm()
+
+
+def _weight_bytes(worker) -> int:
+    """Bytes of this rank's share of the model's weights.
+
+    Parameters and buffers as they are, except the weight of a layer that records its
+    partition's shape (vLLM's linear layers): vllm-cpu repacks those weights into its GEMM
+    kernels' own storage and leaves an empty placeholder, so they count as
+    ``output_size_per_partition x input_size_per_partition`` in the model dtype.
+    """
+    model = worker.model_runner.model
+    element = torch.empty((), dtype=worker.model_config.dtype).element_size()
+    total = 0
+    for module in model.modules():
+        shape = (getattr(module, "input_size_per_partition", None),
+                 getattr(module, "output_size_per_partition", None))  # fmt: skip
+        sized = None not in shape and "weight" in dict(module.named_parameters(recurse=False))
+        for name, t in [
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        ]:
+            if not (sized and name == "weight"):
+                total += t.numel() * t.element_size()
+        if sized:
+            total += shape[0] * shape[1] * element
+    return total

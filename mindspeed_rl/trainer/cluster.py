@@ -33,6 +33,7 @@ class WorkerGroup:
         from mindspeed_rl.workers.actor_worker import HybridActorWorker, RewardWorker
 
         res = cfg.resources
+        self.infer_tp = cfg.rollout.infer_tp
         # The driver resolves "auto" once, so every worker uses the same kind.
         kind = get_accelerator(res.device).kind
         on_cpu = kind == "cpu"
@@ -64,7 +65,7 @@ class WorkerGroup:
                 num_gpus=1 if kind == "cuda" else 0,
                 resources={"NPU": 1} if kind == "npu" else None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, rank),
-            ).remote(rank, res.world_size, rank % res.devices_per_node, res.devices_per_node)
+            ).remote(rank, res.world_size, rank % res.devices_per_node, res.devices_per_node, kind)
             for rank in range(res.world_size)
         ]
         master = ray.get(self.workers[0].address.remote())
@@ -80,6 +81,12 @@ class WorkerGroup:
             .options(num_cpus=0)
             .remote(to_dict(cfg.reward), str(hf_meta_dir), cfg.data.assistant_prefix)
         )
+
+    def engines(self) -> list[list[Any]]:
+        """The workers of each inference engine: groups of rollout.infer_tp consecutive ranks
+        (the tensor-parallel groups vLLM's external launcher forms)."""
+        tp = self.infer_tp
+        return [self.workers[k : k + tp] for k in range(0, len(self.workers), tp)]
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """Run ``method`` on every rank (a collective step) and return each rank's result."""

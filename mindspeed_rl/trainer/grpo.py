@@ -58,19 +58,25 @@ def _sampling(cfg: GRPOConfig, seed: int, **overrides) -> dict:
 
 
 def generate_and_score(group, prompts, labels, sampling: dict) -> list[list[dict]]:
-    """Sample every prompt's group across the ranks; score each rank's share as it arrives.
+    """Sample every prompt's group across the inference engines; score each engine's share
+    as it arrives.
 
-    Returns, per prompt, its samples as dicts (response, logprobs, finish, reward, parts,
-    text). Scoring of a rank's responses overlaps with the other ranks still generating.
+    An engine is a group of ``rollout.infer_tp`` consecutive ranks: all of them get the same
+    prompts and seed (vLLM's external launcher needs identical calls on every rank of a
+    group) and the group's first rank's completions are used. Returns, per prompt, its
+    samples as dicts (response, logprobs, finish, reward, parts, text). Scoring of one
+    engine's responses overlaps with the other engines still generating.
     """
     import ray
 
-    shards = [s for s in _shards(len(prompts), len(group.workers)) if len(s)]
-    pending = {}
-    for rank, shard in enumerate(shards):
+    engines = group.engines()
+    shards = [s for s in _shards(len(prompts), len(engines)) if len(s)]
+    pending, followers = {}, []
+    for ranks, shard in zip(engines, shards):
         seeded = dict(sampling, seed=sampling["seed"] + shard.start)
-        ref = group.workers[rank].generate.remote([prompts[i] for i in shard], seeded)
-        pending[ref] = shard
+        refs = [w.generate.remote([prompts[i] for i in shard], seeded) for w in ranks]
+        pending[refs[0]] = shard
+        followers += refs[1:]
     groups: list[list[dict] | None] = [None] * len(prompts)
     scoring = {}
     while pending:
@@ -81,6 +87,7 @@ def generate_and_score(group, prompts, labels, sampling: dict) -> list[list[dict
         ids = [c[0] for _, c in flat]
         score_ref = group.reward.score.remote(ids, [labels[i] for i, _ in flat])
         scoring[score_ref] = flat
+    ray.get(followers)  # the other ranks of each engine: same completions
     for score_ref, flat in scoring.items():
         for (i, c), (total, parts, text) in zip(flat, ray.get(score_ref)):
             sample = {"response": c[0], "logprobs": c[1], "finish": c[2], "reward": total,
@@ -157,6 +164,7 @@ def _samples(dock: TransferDock, with_training_columns: bool = False) -> Samples
     s = Samples(prompt_ids=dock.get("prompt"), response_ids=dock.get("response"))
     if with_training_columns:
         s.advantages = dock.get("advantage")
+        s.rollout_logprobs = dock.get("rollout_logprobs")
         if dock.all_ready("old_logprobs"):
             s.old_logprobs = dock.get("old_logprobs")
         if dock.all_ready("ref_logprobs"):

@@ -33,6 +33,8 @@ class Samples:
     advantages: list[float] | None = None
     old_logprobs: list[list[float]] | None = None
     ref_logprobs: list[list[float]] | None = None
+    rollout_logprobs: list[list[float]] | None = None
+    """The inference engine's log-probs of the sampled tokens (for the mismatch metric)."""
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -109,6 +111,7 @@ class MegatronActor:
         adv = torch.zeros(b, width)
         old = torch.zeros(b, width)
         ref = torch.zeros(b, width)
+        rollout = torch.zeros(b, width)
         for r, i in enumerate(rows):
             if i is None:
                 continue
@@ -123,8 +126,10 @@ class MegatronActor:
                 old[r, span] = torch.tensor(samples.old_logprobs[i])
             if samples.ref_logprobs is not None:
                 ref[r, span] = torch.tensor(samples.ref_logprobs[i])
+            if samples.rollout_logprobs is not None:
+                rollout[r, span] = torch.tensor(samples.rollout_logprobs[i])
         positions = torch.arange(seq_len).expand(b, seq_len)
-        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref}
+        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout}
         return MicroBatch(
             tokens_BS=tokens.to(self.device),
             position_ids_BS=positions.to(self.device),
@@ -151,7 +156,7 @@ class MegatronActor:
         tokens, positions, predict_from = list(prompt), list(range(n_prompt)), []
         longest = max(len(r) for r in responses)
         unpack = torch.zeros(len(rows), longest, dtype=torch.long)
-        mask, adv, old, ref = (torch.zeros(len(rows), longest) for _ in range(4))
+        mask, adv, old, ref, rollout = (torch.zeros(len(rows), longest) for _ in range(5))
         for r, (i, resp) in enumerate(zip(rows, responses)):
             start, n = len(tokens), len(resp)
             tokens += resp
@@ -167,9 +172,11 @@ class MegatronActor:
                 old[r, :n] = torch.tensor(samples.old_logprobs[i])
             if samples.ref_logprobs is not None:
                 ref[r, :n] = torch.tensor(samples.ref_logprobs[i])
+            if samples.rollout_logprobs is not None:
+                rollout[r, :n] = torch.tensor(samples.rollout_logprobs[i])
         targets = [t for resp in responses for t in resp]
-        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "unpack": unpack,
-                 "targets": torch.tensor([targets])}  # fmt: skip
+        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout,
+                 "unpack": unpack, "targets": torch.tensor([targets])}  # fmt: skip
         position_ids = torch.tensor(positions)
         return MicroBatch(
             tokens_BS=torch.tensor([tokens], device=self.device),
@@ -263,13 +270,17 @@ class MegatronActor:
         cfg = self.loss_config
         sums: dict[str, float] = {}
         count = 0
-        for mini in mini_batches:
+        # |training - rollout log-prob| of the sampled tokens: sum, count, max. Measured on the
+        # first mini-batch, whose forward runs on exactly the weights the engine sampled with.
+        mismatch = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for step, mini in enumerate(mini_batches):
             dp_range = dp_shard(len(mini))
             mbs, _ = self._micro_batches(samples, [mini[j] for j in dp_range])
             # The mini-batch's loss as the update sees it: sum and count over all ranks.
             totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+            compare = step == 0 and samples.rollout_logprobs is not None
 
-            def loss_fn(logits_BSV, mb, totals=totals):
+            def loss_fn(logits_BSV, mb, totals=totals, compare=compare):
                 lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
                 mask = mb.extra["mask"]
                 adv_BS = mb.extra["adv"] * mask
@@ -281,6 +292,11 @@ class MegatronActor:
                 )
                 totals[0] += (loss * local).detach().double()
                 totals[1] += local.detach().double()
+                if compare:
+                    diff = (lp_BS.detach() - mb.extra["rollout"]).abs() * mask
+                    mismatch[0] += diff.sum().double()
+                    mismatch[1] += mask.sum().double()
+                    mismatch[2] = torch.maximum(mismatch[2], diff.max().double())
                 return loss * local, local, metrics
 
             for chunk in self.chunks:
@@ -299,4 +315,11 @@ class MegatronActor:
                         sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1
             sums["actor/grad_norm"] = sums.get("actor/grad_norm", 0.0) + grad_norm * len(results)
-        return {k: v / max(1, count) for k, v in sums.items()} if is_output_rank() else {}
+        out = {k: v / max(1, count) for k, v in sums.items()}
+        if samples.rollout_logprobs is not None:
+            group = parallel_state.get_data_parallel_group()
+            dist.all_reduce(mismatch[:2], group=group)
+            dist.all_reduce(mismatch[2:], op=dist.ReduceOp.MAX, group=group)
+            out["rollout/logprob_diff_mean"] = (mismatch[0] / mismatch[1].clamp(min=1)).item()
+            out["rollout/logprob_diff_max"] = mismatch[2].item()
+        return out if is_output_rank() else {}

@@ -20,12 +20,17 @@ from mindspeed_rl.rollout.base import SamplingConfig
 class HybridActorWorker:
     """Ray actor body. ``setup`` joins the process group and builds everything."""
 
-    def __init__(self, rank: int, world_size: int, local_rank: int, local_world_size: int):
+    def __init__(
+        self, rank: int, world_size: int, local_rank: int, local_world_size: int, kind: str
+    ):
+        from mindspeed_rl.accelerator import local_device_index
+
         self.rank = rank
         os.environ.update(
             RANK=str(rank),
             WORLD_SIZE=str(world_size),
-            LOCAL_RANK=str(local_rank),
+            # Ray shows a GPU actor only its own device: index 0, not rank % devices per node.
+            LOCAL_RANK=str(local_device_index(kind, local_rank)),
             LOCAL_WORLD_SIZE=str(local_world_size),
         )
 

@@ -6,7 +6,9 @@ A small state machine the trainer drives every iteration:
 
 to_rollout: free the DDP gradient buffers and move the optimizer's state (fp32 main params
 and Adam moments, this rank's shard of them with the distributed optimizer) to host; wake
-the engine; run the weight sync; move the training params to host too if asked.
+the engine's weights; run the weight sync; move the training params to host too if asked;
+wake the engine's KV cache (vLLM sleep mode: weights first, so the sync never overlaps the
+cache).
 to_train: release the engine; bring params and optimizer state back; re-allocate the
 gradient buffers (zeroed).
 
@@ -91,8 +93,8 @@ class HybridMemory:
         if self._on_device:
             self.acc.empty_cache()
         if self.engine is not None:
-            self.engine.resume_memory()
-        self.events.append("engine_resume")
+            self.engine.resume_weights()
+        self.events.append("engine_resume_weights")
         sync_weights()
         self.events.append("sync_weights")
         if self.offload_params and self._on_device:
@@ -101,6 +103,9 @@ class HybridMemory:
             self.acc.empty_cache()
         if self.offload_params:
             self.events.append("offload_params")
+        if self.engine is not None:
+            self.engine.resume_kv_cache()
+        self.events.append("engine_resume_kv_cache")
         self.phase = Phase.ROLLOUT
 
     def to_train(self) -> None:

@@ -130,7 +130,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
         ("trainer.micro_batch_size=3", "not a multiple of data-parallel size"),
         ("model.tp=2", "does not divide"),
         ("data.train_prefix=/nonexistent/x", "no preprocessed dataset"),
-        ("rollout.infer_tp=2", "infer_tp=2 is not supported yet"),
+        ("rollout.infer_tp=4", "infer_tp=4 must divide resources.devices_per_node=2"),
     ],
 )
 def test_bad_config_fails_at_start_with_one_line(

@@ -89,10 +89,11 @@ def test_bad_rollout_config(kwargs, needle):
         RolloutConfig(**kwargs)
 
 
-def test_infer_tp_above_one_is_refused():
-    # Each rank's in-process engine holds the whole model; TP across ranks is not built yet.
-    with pytest.raises(ValueError, match="infer_tp=2 is not supported yet"):
-        RolloutConfig(infer_tp=2)
+def test_infer_tp_needs_vllm():
+    # The torch fallback runs one model per process: no tensor parallelism across ranks.
+    with pytest.raises(ValueError, match="infer_tp=2 needs rollout.engine=vllm"):
+        RolloutConfig(engine="torch", infer_tp=2)
+    assert RolloutConfig(engine="vllm", infer_tp=2).infer_tp == 2
 
 
 @pytest.mark.parametrize(

@@ -62,11 +62,12 @@ def _actor_logprobs(chunks, meta, pack_prompts):
     actor = MegatronActor(
         chunks, meta, None, None, 1.0, micro_batch_size=2, pack_prompts=pack_prompts
     )
-    got = actor.logprobs(_samples())
-    return [got[k] for k in range(len(SPLITS))] if got else None
+    return actor.logprobs(_samples())  # this data-parallel rank's share, on output ranks
 
 
-def _sync_parity_worker(rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_mb, dtype):
+def _sync_parity_worker(
+    rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_mb, dtype, infer_tp=1
+):
     from megatron.core import parallel_state
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
@@ -84,14 +85,15 @@ def _sync_parity_worker(rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_
     chunks, meta, _ = build_chunks(ckpt, params_dtype, ddp=DDPSettings())
     configure_chunks(chunks, overlap_grad_reduce=False)
     optimizer = opt.build_optimizer(
-        chunks, opt.AdamSettings(1e-2, 0.0, (0.9, 0.999), 1e-8, 0.0), params_dtype
+        chunks, opt.AdamSettings(1e-3, 0.0, (0.9, 0.999), 1e-8, 0.0), params_dtype
     )
     trainer = MegatronActor(
         chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, micro_batch_size=2
     )
     config = RolloutConfig(
-        engine=engine_kind, max_model_len=128, kv_cache_gb=1, bucket_mb=bucket_mb, dtype=dtype
-    )
+        engine=engine_kind, max_model_len=128, kv_cache_gb=1, bucket_mb=bucket_mb, dtype=dtype,
+        infer_tp=infer_tp,
+    )  # fmt: skip
     engine = create_engine(config, str(Path(ckpt) / mf.HF_META_DIR))
     resharder = MegatronToHF(
         [unwrap(c) for c in chunks], meta, bucket_mb=config.bucket_mb, dtype=params_dtype
@@ -100,7 +102,7 @@ def _sync_parity_worker(rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_
     for phase in ("initial", "updated"):
         if phase == "updated":
             # One real optimizer step (megatron DDP + optimizer) that favours every response.
-            trainer.update(_samples(advantages=[1.0] * len(SPLITS)), [[0, 1, 2, 3]], lr=1e-2)
+            trainer.update(_samples(advantages=[1.0] * len(SPLITS)), [[0, 1, 2, 3]], lr=1e-3)
         engine.load_weights(resharder.iter_weights())
         report[phase] = {
             "engine": engine.prompt_logprobs(SEQUENCES),
@@ -109,6 +111,7 @@ def _sync_parity_worker(rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_
             "actor_packed": _actor_logprobs(chunks, meta, pack_prompts=True),
         }
     report["buckets"] = len(resharder.buckets)
+    report["engine_weight_bytes"] = engine.weight_bytes()
     last = parallel_state.is_pipeline_last_stage()
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps({"last_stage": last, **report}))
     engine.shutdown()
@@ -128,7 +131,9 @@ def _assert_parity(out_dir: Path, world: int, tol: float, actor_tol: float | Non
         # The actor's response log-probs are the same numbers, padded (output window, padding
         # rows) or packed (shared prompt, block attention, RoPE positions per response).
         for layout in ("actor", "actor_packed"):
-            for (i, cut), got in zip(SPLITS, reference[phase][layout]):
+            merged = {int(k): v for rep in reports for k, v in rep[phase][layout].items()}
+            assert sorted(merged) == list(range(len(SPLITS)))
+            for (i, cut), got in zip(SPLITS, (merged[k] for k in range(len(SPLITS)))):
                 want = megatron[i][cut - 1 :]
                 assert len(got) == len(want) == len(SEQUENCES[i]) - cut
                 diff = max(abs(a - b) for a, b in zip(got, want))
@@ -163,7 +168,9 @@ def test_vllm_parity_after_sync_smollm2(tmp_path, smollm2_dir):
     ckpt = tmp_path / "mcore"
     hf_to_mcore(smollm2_dir, ckpt, tp=3, pp=1)
     run_ranks(_sync_parity_worker, 3, str(ckpt), str(tmp_path), 3, 1, "vllm", 64, "fp32")
-    _assert_parity(tmp_path, 3, tol=1e-4)
+    # The actor batches two padded rows where the reference runs one: over 30 layers the
+    # different GEMM blocking moves fp32 log-probs by up to ~1e-4 (measured 1.05e-4).
+    _assert_parity(tmp_path, 3, tol=1e-4, actor_tol=2e-4)
 
 
 def test_vllm_parity_after_sync_bf16(tmp_path, tiny_qwen2_dir):
@@ -173,3 +180,33 @@ def test_vllm_parity_after_sync_bf16(tmp_path, tiny_qwen2_dir):
     hf_to_mcore(tiny_qwen2_dir, ckpt, tp=2, pp=1)
     run_ranks(_sync_parity_worker, 2, str(ckpt), str(tmp_path), 2, 1, "vllm", 64, "bf16")
     _assert_parity(tmp_path, 2, tol=BF16_TOL, actor_tol=BF16_TOL)
+
+
+# (train TP, train PP, train DP, inference TP): vLLM's external launcher splits the world into
+# engines of infer_tp consecutive ranks, each fed full tensors that its loaders slice.
+INFER_TP_LAYOUTS = {
+    "train_tp2_infer_tp2": (2, 1, 1, 2),
+    "train_dp2_infer_tp2": (1, 1, 2, 2),
+    "train_tp2_pp2_infer_tp2": (2, 2, 1, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(INFER_TP_LAYOUTS))
+def test_vllm_tensor_parallel_parity(tmp_path, tiny_qwen2_dir, name):
+    tp, pp, dp, infer_tp = INFER_TP_LAYOUTS[name]
+    world = tp * pp * dp
+    ckpt = tmp_path / "mcore"
+    hf_to_mcore(tiny_qwen2_dir, ckpt, tp=tp, pp=pp)
+    run_ranks(
+        _sync_parity_worker, world, str(ckpt), str(tmp_path), tp, pp, "vllm", 1, "fp32", infer_tp
+    )
+    _assert_parity(tmp_path, world, tol=1e-4)
+    # Each rank's engine holds its 1/infer_tp share of the weights (the vocabulary, split
+    # over ranks, has padding; norms are replicated).
+    from safetensors.torch import load_file
+
+    hf = load_file(str(tiny_qwen2_dir / "model.safetensors"))
+    model_bytes = sum(t.numel() * 4 for t in hf.values())  # fp32 engine
+    for rank in range(world):
+        held = json.loads((tmp_path / f"rank{rank}.json").read_text())["engine_weight_bytes"]
+        assert model_bytes / infer_tp * 0.9 <= held <= model_bytes / infer_tp * 1.1, held

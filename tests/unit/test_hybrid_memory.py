@@ -14,8 +14,11 @@ class _RecordingEngine:
     def __init__(self, events):
         self.events = events
 
-    def resume_memory(self):
-        self.events.append("engine.resume_memory")
+    def resume_weights(self):
+        self.events.append("engine.resume_weights")
+
+    def resume_kv_cache(self):
+        self.events.append("engine.resume_kv_cache")
 
     def release_memory(self):
         self.events.append("engine.release_memory")
@@ -36,17 +39,19 @@ def test_iteration_order(offload_params):
     mem.to_rollout(lambda: synced.append(list(mem.events)))
     assert mem.phase is Phase.ROLLOUT
     # The sync sees the engine awake and the optimizer state already out of the way.
-    assert synced == [["offload_grads", "offload_optimizer", "engine_resume"]]
+    assert synced == [["offload_grads", "offload_optimizer", "engine_resume_weights"]]
     mem.to_train()
-    expected = ["offload_grads", "offload_optimizer", "engine_resume", "sync_weights"]
+    expected = ["offload_grads", "offload_optimizer", "engine_resume_weights", "sync_weights"]
     if offload_params:
         expected.append("offload_params")
-    expected.append("engine_release")
+    expected += ["engine_resume_kv_cache", "engine_release"]
     if offload_params:
         expected.append("onload_params")
     expected += ["onload_optimizer", "onload_grads"]
     assert mem.events == expected
-    assert calls == ["engine.resume_memory", "engine.release_memory"]
+    assert calls == [
+        "engine.resume_weights", "engine.resume_kv_cache", "engine.release_memory"
+    ]  # fmt: skip
     assert mem.phase is Phase.TRAIN
 
 

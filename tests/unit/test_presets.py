@@ -46,8 +46,20 @@ def test_overrides_reach_any_field_and_unknown_keys_fail():
         load_config("grpo_smollm2_cpu", ["trainer.iterations=abc"])
     with pytest.raises(UserError, match="no config 'grpo_nope'"):
         load_config("grpo_nope")
-    with pytest.raises(UserError, match="infer_tp=2 is not supported yet"):
-        load_config("grpo_smollm2_cpu", ["rollout.infer_tp=2"])
+    with pytest.raises(UserError, match="infer_tp=4 must divide resources.devices_per_node=2"):
+        load_config("grpo_smollm2_cpu", ["rollout.infer_tp=4"]).validate(check_files=False)
+
+
+def test_infer_tp_must_split_the_heads(smollm2_dir):
+    # SmolLM2-135M: 9 heads, 3 KV heads. vLLM splits heads evenly and replicates KV heads
+    # when TP is a multiple of their count: TP3 works, TP2 does not.
+    with pytest.raises(UserError, match="cannot split 9 attention heads / 3 KV heads"):
+        load_config("grpo_smollm2_cpu", ["rollout.infer_tp=2"]).validate()
+    cfg = load_config("grpo_smollm2_cpu", ["rollout.infer_tp=3", "resources.devices_per_node=3",
+                                           "data.prompts_per_iteration=12",
+                                           "data.train_prefix=nowhere/train"])  # fmt: skip
+    with pytest.raises(UserError, match="data.train_prefix: no preprocessed dataset"):
+        cfg.validate()  # past the heads check, on to the data files
 
 
 @pytest.mark.parametrize(
