@@ -53,6 +53,8 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
         assert row["actor/grad_norm"] > 0  # graded rewards -> non-zero advantages
         assert math.isfinite(row["actor/kl"]) and row["dapo/informative_groups"] >= 1
         assert row["reward/accuracy"] == row["reward/tests.e2e.toy_scorers:vowel_ratio"]
+        # The engine sampled with the weights the first mini-batch trains from: bf16 apart.
+        assert 0 < row["rollout/logprob_diff_mean"] < 0.05
     # Step 1 starts at the reference; the policy then drifts from it.
     assert rows[0]["actor/kl"] < rows[2]["actor/kl"]
     # The second mini-batch of an iteration sees the first one's update: ratio != 1.
@@ -75,6 +77,27 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
     emb = trained["model"]["embedding.word_embeddings.weight"][: hf.config.vocab_size]
     assert torch.equal(hf.model.embed_tokens.weight.detach(), emb)
     assert (out / "tensorboard").is_dir()
+
+
+def test_inference_tensor_parallel_run(tmp_path, tiny_chat_model, gsm8k_prompts):
+    # Train DP2, sample with one vLLM engine split over both ranks (infer TP2): both ranks get
+    # the same prompts, the engine holds half the weights on each.
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=3",
+                      "rollout.infer_tp=2", "rollout.dtype=fp32", "model.params_dtype=fp32",
+                      "trainer.export_hf=false"),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [r for r in _metrics(out / "metrics.jsonl") if "reward/mean" in r]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert math.isfinite(row["actor/grad_norm"]) and row["actor/grad_norm"] > 0
+        # fp32 on both sides: the TP2 engine's sampling log-probs are the actor's.
+        assert row["rollout/logprob_diff_max"] < 1e-3, row
+    # Every prompt got its group of 4 from the one engine (2 prompts x 4 samples).
+    assert all(r["response_length/mean"] > 0 for r in rows)
 
 
 def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gsm8k_prompts):
