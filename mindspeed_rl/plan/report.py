@@ -53,8 +53,8 @@ def _infer_tp_note(tp: int) -> str:
 
     try:
         RolloutConfig(infer_tp=tp)
-    except ValueError:
-        return "inference TP > 1 is not built yet"
+    except ValueError as err:
+        return str(err)
     return ""
 
 

@@ -125,7 +125,7 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
 
 
 def test_qwen7b_rollout_terms(qwen7b_dir):
-    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "rollout.infer_tp=1")  # the preset uses 2
     whole = 7_615_616_512
     assert mem.vllm_weight_bytes(x) == 2 * whole  # bf16, infer TP1
     assert mem.kv_bytes_per_token(x) == 2 * 28 * 4 * 128 * 2
@@ -159,7 +159,8 @@ def test_rollout_offloads_grads_and_optimizer_on_accelerators(qwen7b_dir):
         mem.param_bytes(x, 0) + 0.6 * 64 * GB + 512 * 2**20
     )  # params + vLLM's whole share + one bucket
     training = mem.training_phase(x, 0)
-    assert {t.name: t.where for t in training.terms}["vLLM weights"] == "host"
+    # Sleep level 2: the weights are dropped, not kept on the host (the sync rewrites them).
+    assert {t.name: t.where for t in training.terms}["vLLM weights"] == "freed"
     offload = mem.rollout_phase(replace(x, offload_params=True), 0)
     assert offload.peak == pytest.approx(rollout.peak - mem.param_bytes(x, 0))
 
@@ -193,11 +194,13 @@ def test_qwen32b_stages(qwen32b_dir):
     assert mem.microbatches_in_flight(x, 0) == 2 and mem.microbatches_in_flight(x, 1) == 1
     # Interleaved, 2 chunks a stage: ((2-0-1)*2 + (2-1)*2 + 1) / 2 = 2.5 stage-loads.
     assert mem.microbatches_in_flight(replace(x, vpp=2), 0) == 2.5
-    assert mem.vllm_weight_bytes(x) == 2 * mem.total_params(spec)
+    assert mem.vllm_weight_bytes(replace(x, infer_tp=1)) == 2 * mem.total_params(spec)
 
 
-def test_qwen32b_preset_on_64gb_does_not_fit_and_names_vllm_weights(qwen32b_dir):
-    plan = plan_memory(_input(qwen32b_dir, "grpo_qwen25_32b", 64))
+def test_qwen32b_on_64gb_at_infer_tp1_does_not_fit_and_names_vllm_weights(qwen32b_dir):
+    # The whole model in every rank's engine (infer TP1) cannot fit; the preset's TP4 does.
+    assert plan_memory(_input(qwen32b_dir, "grpo_qwen25_32b", 64)).fits
+    plan = plan_memory(_input(qwen32b_dir, "grpo_qwen25_32b", 64, "rollout.infer_tp=1"))
     assert not plan.fits
     rollout = next(p for p in plan.phases if p.name == "rollout")
     assert rollout.largest.name == "vLLM weights"
@@ -208,8 +211,6 @@ def test_qwen32b_preset_on_64gb_does_not_fit_and_names_vllm_weights(qwen32b_dir)
     found = {k.override.split("=")[0]: k for k in knobs(plan)}
     infer = found["rollout.infer_tp"]
     assert infer.fixes and infer.after < infer.before
-    assert "not built yet" in infer.note
-    # With the inference TP the later change brings, the rollout fits on 64 GB.
     tp8 = plan_memory(replace(plan.input, infer_tp=8))
     assert not tp8.problems
     assert next(p for p in tp8.phases if p.name == "rollout").peak < 64 * GB
@@ -268,7 +269,7 @@ def test_any_hf_dir_with_only_config_json_plans(qwen32b_dir):
 
 
 def test_check_fits_refuses_with_one_line(qwen32b_dir):
-    cfg = load_config("grpo_qwen25_32b", [f"model.hf_dir={qwen32b_dir}"])
+    cfg = load_config("grpo_qwen25_32b", [f"model.hf_dir={qwen32b_dir}", "rollout.infer_tp=1"])
     assert cfg.resources.device_memory_gb == 64
     with pytest.raises(UserError) as err:
         check_fits(cfg, "grpo_qwen25_32b")
@@ -276,7 +277,8 @@ def test_check_fits_refuses_with_one_line(qwen32b_dir):
         err.value
     )
     off = load_config(
-        "grpo_qwen25_32b", [f"model.hf_dir={qwen32b_dir}", "resources.device_memory_gb=0"]
+        "grpo_qwen25_32b",
+        [f"model.hf_dir={qwen32b_dir}", "rollout.infer_tp=1", "resources.device_memory_gb=0"],
     )
     assert check_fits(off, "grpo_qwen25_32b") is None
 
@@ -294,7 +296,10 @@ def _module(path: Path):
 
 def test_plan_cli_exit_codes(qwen32b_dir, capsys):
     plan_cli = _module(REPO_ROOT / "cli" / "plan.py")
-    assert plan_cli.main(["--config-name", "grpo_qwen25_32b", f"model.hf_dir={qwen32b_dir}"]) == 2
+    args = ["--config-name", "grpo_qwen25_32b", f"model.hf_dir={qwen32b_dir}"]
+    assert plan_cli.main(args) == 0  # the preset's inference TP4 fits
+    assert "fits: peak" in capsys.readouterr().out
+    assert plan_cli.main([*args, "rollout.infer_tp=1"]) == 2
     out = capsys.readouterr().out
     assert "does not fit on 64 GB" in out and "rollout.infer_tp=" in out
     assert plan_cli.main(["--config-name", "grpo_smollm2_cpu", "--device-memory-gb", "80"]) == 0
@@ -307,7 +312,7 @@ def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
     train = _module(REPO_ROOT / "cli" / "train_grpo.py")
     args = [
         "--config-name", "grpo_qwen25_32b", "--check", f"model.hf_dir={qwen32b_dir}",
-        "data.train_prefix=''", "data.val_prefix=''",
+        "data.train_prefix=''", "data.val_prefix=''", "rollout.infer_tp=1",
     ]  # fmt: skip
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip()
@@ -315,7 +320,15 @@ def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
     assert train.main([*args, "resources.device_memory_gb=0"]) == 0
     assert "is valid" in capsys.readouterr().out
     assert (
-        train.main(["--config-name", "grpo_qwen25_32b", "--plan", f"model.hf_dir={qwen32b_dir}"])
+        train.main(
+            [
+                "--config-name",
+                "grpo_qwen25_32b",
+                "--plan",
+                f"model.hf_dir={qwen32b_dir}",
+                "rollout.infer_tp=1",
+            ]
+        )
         == 2
     )
 
