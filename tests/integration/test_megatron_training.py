@@ -30,7 +30,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     from mindspeed_rl.resharding import MegatronToHF
     from mindspeed_rl.training import optimizer as opt
     from mindspeed_rl.training.actor import MegatronActor, Samples
-    from mindspeed_rl.training.model import DDPSettings, build_chunks, unwrap
+    from mindspeed_rl.training.model import DDPSettings, build_chunks, stage_state_dict, unwrap
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
 
@@ -59,6 +59,12 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     steps = []
     for _ in range(STEPS):
         steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=1e-3))
+    if layout.get("save"):  # the checkpoint layout: plain stages, whatever the virtual stages
+        from megatron.core import parallel_state as ps
+
+        stage = stage_state_dict(chunks, meta)
+        if ps.get_tensor_model_parallel_rank() == 0 and ps.get_data_parallel_rank() == 0:
+            torch.save(stage, Path(out) / f"stage{ps.get_pipeline_model_parallel_rank()}.pt")
     resharder = MegatronToHF([unwrap(c) for c in chunks], meta, bucket_mb=64, dtype=torch.float32)
     weights = {name: t.clone() for name, t in resharder.iter_weights()}
     if rank == 0:
@@ -212,3 +218,18 @@ def test_optimizer_state_round_trip(tmp_path, tiny_qwen2_dir, distributed):
         norms = json.loads((tmp_path / f"rank{r}.json").read_text())
         assert norms["restored"] == norms["unbroken"]
         assert norms["unbroken"][0] != norms["unbroken"][1]
+
+
+def test_virtual_stages_save_the_plain_checkpoint_layout(tmp_path, tiny_qwen2_dir):
+    # With 2 virtual stages each rank trains layers of both plain stages; what it saves is
+    # its plain stage (layers moved point to point), so mcore2hf and any layout can read it.
+    plain = tmp_path / "plain"
+    virtual = tmp_path / "virtual"
+    _train(plain, tiny_qwen2_dir, tp=1, pp=2, save=True)
+    _train(virtual, tiny_qwen2_dir, tp=1, pp=2, vpp=2, save=True)
+    for stage in (0, 1):
+        want = torch.load(next(plain.glob(f"*/stage{stage}.pt")))
+        got = torch.load(next(virtual.glob(f"*/stage{stage}.pt")))
+        assert sorted(got) == sorted(want)
+        for key, value in want.items():
+            assert ((got[key] - value).norm() / value.norm()).item() <= 1e-5, key

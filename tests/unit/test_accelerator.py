@@ -1,0 +1,31 @@
+"""The accelerator layer: which device index a process uses, and the CPU meaning of
+megatron-core's CUDA calls (only inside megatron_device_scope)."""
+
+from __future__ import annotations
+
+import torch
+
+from mindspeed_rl.accelerator import local_device_index, megatron_device_scope
+
+
+def test_one_visible_device_is_index_zero(monkeypatch):
+    # Ray gives a num_gpus=1 actor one visible GPU: its index is 0 whatever the local rank.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    assert local_device_index("cuda", 5) == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert local_device_index("cuda", 3) == 3
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert local_device_index("cuda", 2) == 2
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "7")
+    assert local_device_index("npu", 7) == 0
+    assert local_device_index("cpu", 1) == 1
+
+
+def test_cuda_arguments_mean_cpu_only_inside_the_scope():
+    with megatron_device_scope():
+        counter = torch.zeros([], dtype=torch.int, device="cuda")
+        assert counter.device.type == "cpu"
+        assert torch.ones(2, device=0).device.type == "cpu"
+        assert torch.ones(2).type() == "torch.cuda.FloatTensor"
+        assert torch.ones(2).to("cuda").device.type == "cpu"
+    assert torch.ones(2).type() == "torch.FloatTensor"  # plain meaning outside
