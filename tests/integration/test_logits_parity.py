@@ -59,7 +59,13 @@ def _hf_logits(model_dir: Path, tokens_BS: torch.Tensor) -> torch.Tensor:
 
 
 def _check_parity(
-    tmp_path: Path, model_dirs: list[Path], tp: int, pp: int, vocab: int, vpp: int = 1
+    tmp_path: Path,
+    model_dirs: list[Path],
+    tp: int,
+    pp: int,
+    vocab: int,
+    vpp: int = 1,
+    tol: float = 1e-4,
 ) -> None:
     tokens_BS = torch.randint(0, vocab, (2, 17), generator=torch.Generator().manual_seed(0))
     tokens_path = tmp_path / "tokens.pt"
@@ -75,7 +81,7 @@ def _check_parity(
         got = torch.load(tmp_path / f"logits-{i}.pt")
         assert got.shape == expected.shape
         diff = (got - expected).abs().max().item()
-        assert diff <= 1e-4, f"{model_dir.name} TP={tp} PP={pp}: max |diff| {diff}"
+        assert diff <= tol, f"{model_dir.name} TP={tp} PP={pp}: max |diff| {diff}"
 
 
 @pytest.mark.parametrize(("tp", "pp", "vpp"), LAYOUTS)
@@ -88,4 +94,7 @@ def test_tiny_models_logits_match_hf(tmp_path, tiny_qwen2_dir, tiny_llama_dir, t
 @pytest.mark.slow
 def test_smollm2_logits_match_hf_at_tp3(tmp_path, smollm2_dir):
     # SmolLM2-135M has 9 attention heads and 3 KV heads: TP=2 cannot split it, TP=3 can.
-    _check_parity(tmp_path, [smollm2_dir], tp=3, pp=1, vocab=49152)
+    # 30 layers, logits up to ~30 in fp32: HF's attention and Megatron's unfused one round
+    # differently. Measured 1.14e-4 with today's install, for this code and for the code
+    # before megatron-core's schedules were adopted alike (a git worktree of 9e33553).
+    _check_parity(tmp_path, [smollm2_dir], tp=3, pp=1, vocab=49152, tol=2e-4)
