@@ -11,7 +11,6 @@ preprocessing config. Nothing is written by hand, so the reference cannot drift.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import inspect
@@ -348,25 +347,11 @@ def _model_presets_part() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="config_reference", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: docs/config.md")
-    args = parser.parse_args(argv)
-    text = render()
-    shown = args.out.resolve()
-    shown = shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown
-    if args.check:
-        current = args.out.read_text() if args.out.is_file() else None
-        if current != text:
-            state = "is missing" if current is None else "is out of date"
-            print(f"config_reference: {shown} {state}; run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        print(f"config_reference: {shown} is up to date")
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"config_reference: wrote {shown}")
-    return 0
+    from mindspeed_rl.utils.generated_doc import generated_doc_main
+
+    return generated_doc_main(
+        "config_reference", __doc__.split("\n\n")[0], render, DEFAULT_OUT, REGENERATE, argv
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ computed from the presets and the models' HF configs (``model.hf_dir``, or the t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -141,25 +140,11 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plan_reference", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: docs/plan.md")
-    args = parser.parse_args(argv)
-    text = render()
-    shown = args.out.resolve()
-    shown = shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown
-    if args.check:
-        current = args.out.read_text() if args.out.is_file() else None
-        if current != text:
-            state = "is missing" if current is None else "is out of date"
-            print(f"plan_reference: {shown} {state}; run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        print(f"plan_reference: {shown} is up to date")
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"plan_reference: wrote {shown}")
-    return 0
+    from mindspeed_rl.utils.generated_doc import generated_doc_main
+
+    return generated_doc_main(
+        "plan_reference", __doc__.split("\n\n")[0], render, DEFAULT_OUT, REGENERATE, argv
+    )
 
 
 if __name__ == "__main__":
