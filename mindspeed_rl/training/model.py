@@ -60,6 +60,29 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def load_chunks(
+    chunks: list[torch.nn.Module], load_dir: Path, iteration: int, meta: mf.CheckpointMeta
+) -> None:
+    """Copy a plain-layout checkpoint's tensors into this rank's chunks (DDP-wrapped or not):
+    each chunk's keys are looked up in the stage file that holds their global layer."""
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
+    tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    files: dict[int, dict[str, torch.Tensor]] = {}
+    for v, chunk in enumerate(chunks):
+        model = unwrap(chunk)
+        layers = chunk_layers(meta.spec.num_layers, pp, len(chunks), pp_rank, v)
+        state = {}
+        for key, value in model.state_dict().items():
+            if value is None or key.endswith("_extra_state"):
+                continue
+            stage, source_key = checkpoint_location(key, layers, meta.spec.num_layers, pp)
+            if stage not in files:
+                files[stage] = mf.load_rank(load_dir, iteration, tp_rank, stage, pp)["model"]
+            state[key] = files[stage][source_key].to(value.dtype)
+        load_model_state(model, state)
+
+
 def build_chunks(
     load_dir: str | Path,
     params_dtype: torch.dtype,
@@ -82,27 +105,22 @@ def build_chunks(
             f"checkpoint {load_dir} is TP={meta.tp} PP={meta.pp} but the run uses TP={tp} "
             f"PP={pp}; convert it again with matching --tp/--pp"
         )
-    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
-    tp_rank = parallel_state.get_tensor_model_parallel_rank()
-    files: dict[int, dict[str, torch.Tensor]] = {}
     device = get_accelerator().device
-    chunks: list[torch.nn.Module] = []
+    models = []
     with megatron_device_scope():
         for v in range(vpp):
-            model = build_gpt_model(
-                meta.spec, meta.padded_vocab_size, params_dtype, recompute=recompute,
-                vp_stage=v if vpp > 1 else None,
-            )  # fmt: skip
-            layers = chunk_layers(meta.spec.num_layers, pp, vpp, pp_rank, v)
-            state = {}
-            for key, value in model.state_dict().items():
-                if value is None or key.endswith("_extra_state"):
-                    continue
-                stage, source_key = checkpoint_location(key, layers, meta.spec.num_layers, pp)
-                if stage not in files:
-                    files[stage] = mf.load_rank(load_dir, iteration, tp_rank, stage, pp)["model"]
-                state[key] = files[stage][source_key].to(params_dtype)
-            load_model_state(model, state)
+            models.append(
+                build_gpt_model(
+                    meta.spec,
+                    meta.padded_vocab_size,
+                    params_dtype,
+                    recompute=recompute,
+                    vp_stage=v if vpp > 1 else None,
+                )  # fmt: skip
+            )
+        load_chunks(models, load_dir, iteration, meta)
+        chunks: list[torch.nn.Module] = []
+        for v, model in enumerate(models):
             model = model.to(device)
             if ddp is not None:
                 model = DistributedDataParallel(

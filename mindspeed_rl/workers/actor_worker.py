@@ -173,27 +173,11 @@ class HybridActorWorker:
         """Restore what :meth:`save` wrote (same TP / PP / DP layout)."""
         from megatron.core import parallel_state as ps
 
-        from mindspeed_rl.models.builder import load_model_state
         from mindspeed_rl.training import optimizer as opt
-        from mindspeed_rl.training.model import checkpoint_location, chunk_layers, unwrap
+        from mindspeed_rl.training.model import load_chunks
 
         root_path = Path(root)
-        tp_rank = ps.get_tensor_model_parallel_rank()
-        pp, pp_rank = self.meta.pp, ps.get_pipeline_model_parallel_rank()
-        vpp = len(self.actor.chunks)
-        files: dict[int, dict] = {}
-        for v, chunk in enumerate(self.actor.chunks):
-            model = unwrap(chunk)
-            layers = chunk_layers(self.meta.spec.num_layers, pp, vpp, pp_rank, v)
-            state = {}
-            for key, value in model.state_dict().items():
-                if value is None or key.endswith("_extra_state"):
-                    continue
-                stage, source = checkpoint_location(key, layers, self.meta.spec.num_layers, pp)
-                if stage not in files:
-                    files[stage] = mf.load_rank(root_path, iteration, tp_rank, stage, pp)["model"]
-                state[key] = files[stage][source]
-            load_model_state(model, state)
+        load_chunks(self.actor.chunks, root_path, iteration, self.meta)
         dp_rank = ps.get_data_parallel_rank() if self.cfg.optim.use_distributed_optimizer else 0
         opt.load_state(
             self.optimizer,
