@@ -84,11 +84,8 @@ def transformer_config(
         # returns (sum, count) and megatron-core divides the gradients by the count summed
         # over micro-batches and data-parallel ranks (finalize_model_grads).
         calculate_per_token_loss=True,
-        # Micro-batches of one schedule call may differ in length (pipeline sends exchange
-        # shapes first).
-        variable_seq_lengths=True,
+        # variable_seq_lengths is set per schedule call (training.schedule.run_schedule).
         batch_p2p_comm=get_accelerator().batched_p2p,
-        moe_token_dispatcher_type="alltoall",  # the only one megatron allows with the above
     )
 
 
