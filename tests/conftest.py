@@ -37,3 +37,25 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import make_tiny_model
 
     return make_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model("qwen3", tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_wide_heads_dir(tmp_path_factory) -> Path:
+    """Qwen3 whose head_dim (64) is not hidden / heads (128 / 4 = 32), with tied embeddings:
+    q and o are [256, 128] and [128, 256], as in Qwen3-0.6B / 1.7B / 4B."""
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model(
+        "qwen3",
+        tmp_path_factory.mktemp("tiny-qwen3-wide"),
+        hidden_size=128,
+        num_attention_heads=4,
+        tie_word_embeddings=True,
+    )

@@ -17,11 +17,16 @@ def make_tiny_model(
     tokenizer_dir: Path | None = None,
     num_layers: int = 4,
     hidden_size: int = 256,
+    num_attention_heads: int | None = None,
+    tie_word_embeddings: bool | None = None,
 ) -> Path:
     """Write a random ``family`` model (config + safetensors).
 
     With ``tokenizer_dir`` the model takes that tokenizer (files copied, vocab matched), so
-    it can run the whole pipeline on real preprocessed prompts.
+    it can run the whole pipeline on real preprocessed prompts. Heads are hidden / 64 unless
+    ``num_attention_heads`` is given; head_dim stays 64 (vLLM-CPU's smallest), so more heads
+    give a model whose head_dim is not hidden / heads. ``tie_word_embeddings`` overrides the
+    family's default (Llama tied, Qwen untied).
     """
     import shutil
 
@@ -31,18 +36,21 @@ def make_tiny_model(
         LlamaForCausalLM,
         Qwen2Config,
         Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
     )
 
     torch.manual_seed(seed)
     vocab = TINY_VOCAB
     if tokenizer_dir is not None:
         vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    heads = num_attention_heads or hidden_size // 64
     common = dict(
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=hidden_size // 64,
-        num_key_value_heads=max(1, hidden_size // 128),
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         head_dim=64,
         vocab_size=vocab,
         max_position_embeddings=512,
@@ -51,12 +59,18 @@ def make_tiny_model(
         eos_token_id=2,
         pad_token_id=0,
     )
+    tied = (
+        {"llama": True}.get(family, False) if tie_word_embeddings is None else tie_word_embeddings
+    )
     if family == "qwen2":
-        config = Qwen2Config(**common, tie_word_embeddings=False, rope_theta=1000000.0)
+        config = Qwen2Config(**common, tie_word_embeddings=tied, rope_theta=1000000.0)
         model = Qwen2ForCausalLM(config)
     elif family == "llama":
-        config = LlamaConfig(**common, tie_word_embeddings=True, rope_theta=10000.0)
+        config = LlamaConfig(**common, tie_word_embeddings=tied, rope_theta=10000.0)
         model = LlamaForCausalLM(config)
+    elif family == "qwen3":
+        config = Qwen3Config(**common, tie_word_embeddings=tied, rope_theta=1000000.0)
+        model = Qwen3ForCausalLM(config)
     else:
         raise ValueError(family)
     # Random init leaves norms at 1 and biases at 0; perturb them so a swapped or dropped

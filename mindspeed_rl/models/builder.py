@@ -62,6 +62,9 @@ def transformer_config(
         activation_func=F.silu,
         add_bias_linear=False,
         add_qkv_bias=spec.qkv_bias,
+        # Also tells finalize_model_grads to sum the q/k norm gradients over TP: each rank's
+        # heads contribute to the one shared [head_dim] weight.
+        qk_layernorm=spec.qk_norm,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         # Fused kernels are CUDA-only; the unfused paths compute the same functions.
@@ -107,7 +110,9 @@ def build_gpt_model(
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
+        transformer_layer_spec=get_gpt_layer_local_spec(
+            normalization="RMSNorm", qk_layernorm=spec.qk_norm
+        ),
         vocab_size=padded_vocab_size,
         max_sequence_length=max_sequence_length or spec.max_position_embeddings,
         pre_process=first,

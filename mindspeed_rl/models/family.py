@@ -27,6 +27,9 @@ class HFLayerNames:
     down: str = "model.layers.{i}.mlp.down_proj.weight"
     input_norm: str = "model.layers.{i}.input_layernorm.weight"
     post_attn_norm: str = "model.layers.{i}.post_attention_layernorm.weight"
+    q_norm: str = "model.layers.{i}.self_attn.q_norm.weight"
+    """Per-head query RMSNorm (families with ``ModelSpec.qk_norm``)."""
+    k_norm: str = "model.layers.{i}.self_attn.k_norm.weight"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ def rope_theta_of(config: dict, default: float) -> float:
     return float(params.get("rope_theta", config.get("rope_theta", default)))
 
 
+def rope_type_of(config: dict) -> str:
+    """RoPE scaling type (``default`` when unscaled) from either transformers' key."""
+    for key in ("rope_parameters", "rope_scaling"):
+        kind = (config.get(key) or {}).get("rope_type", "default")
+        if kind != "default":
+            return kind
+    return "default"
+
+
 def require_keys(config: dict, keys: tuple[str, ...], where: str) -> None:
     missing = [k for k in keys if k not in config]
     if missing:
@@ -74,16 +86,23 @@ def dense_spec(
     rope_theta_default: float,
     norm_eps_default: float,
     max_positions_default: int,
+    qk_norm: bool = False,
+    head_dim_default: int | None = None,
 ) -> ModelSpec:
-    """The :class:`ModelSpec` of a Llama-like HF config (shared by the dense families)."""
+    """The :class:`ModelSpec` of a Llama-like HF config (shared by the dense families).
+
+    ``head_dim_default`` is the family's HF default when config.json omits ``head_dim``
+    (Qwen3's is 128 whatever the hidden size); without one it is hidden / heads.
+    """
     heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or head_dim_default or config["hidden_size"] // heads
     return ModelSpec(
         family=family,
         num_layers=config["num_hidden_layers"],
         hidden_size=config["hidden_size"],
         num_attention_heads=heads,
         num_kv_heads=config.get("num_key_value_heads") or heads,
-        head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+        head_dim=head_dim,
         ffn_hidden_size=config["intermediate_size"],
         vocab_size=config["vocab_size"],
         max_position_embeddings=config.get("max_position_embeddings", max_positions_default),
@@ -91,6 +110,7 @@ def dense_spec(
         norm_eps=float(config.get("rms_norm_eps", norm_eps_default)),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         qkv_bias=qkv_bias,
+        qk_norm=qk_norm,
     )
 
 
@@ -108,6 +128,7 @@ def register_family(family: ModelFamily) -> ModelFamily:
 def _load_families() -> None:
     import mindspeed_rl.models.llama  # noqa: F401  (registers)
     import mindspeed_rl.models.qwen2  # noqa: F401  (registers)
+    import mindspeed_rl.models.qwen3  # noqa: F401  (registers)
 
 
 def supported_architectures() -> list[str]:

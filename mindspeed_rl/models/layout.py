@@ -4,8 +4,9 @@ Megatron fuses q/k/v into one column-parallel ``linear_qkv`` whose rows are grou
 head: for each query group, its ``heads_per_group`` query heads, then its key head, then its
 value head. A TP rank holds a contiguous run of whole groups. ``linear_fc1`` fuses gate and
 up; each TP rank holds ``[gate_r; up_r]``, its own slice of both. Row-parallel layers
-(``linear_proj``, ``linear_fc2``) split along the input dimension. The vocabulary is padded
-with zero rows to a multiple of ``divisible_by * TP``.
+(``linear_proj``, ``linear_fc2``) split along the input dimension. Per-head q/k norms
+(Qwen3) have width ``head_dim`` and are shared by every head, so every TP rank holds them
+whole. The vocabulary is padded with zero rows to a multiple of ``divisible_by * TP``.
 
 These functions are pure: the converter, the resharder and the tests all use them.
 """
@@ -27,6 +28,8 @@ FC1_W = "mlp.linear_fc1.weight"
 FC2_W = "mlp.linear_fc2.weight"
 INPUT_NORM = "input_layernorm.weight"
 PRE_MLP_NORM = "pre_mlp_layernorm.weight"
+Q_NORM = "self_attention.q_layernorm.weight"
+K_NORM = "self_attention.k_layernorm.weight"
 
 EMBEDDING = "embedding.word_embeddings.weight"
 FINAL_NORM = "decoder.final_layernorm.weight"
@@ -41,6 +44,8 @@ LAYER_TP_DIM: dict[str, int | None] = {
     FC2_W: 1,
     INPUT_NORM: None,
     PRE_MLP_NORM: None,
+    Q_NORM: None,
+    K_NORM: None,
 }
 
 
@@ -117,13 +122,18 @@ def hf_layer_to_mcore(
             spec,
         )
         per_rank[QKV_B] = qkv_b.chunk(tp, dim=0)
-    input_norm = get(n.input_norm.format(i=i))
-    pre_mlp_norm = get(n.post_attn_norm.format(i=i))
+    replicated = {
+        INPUT_NORM: get(n.input_norm.format(i=i)),
+        PRE_MLP_NORM: get(n.post_attn_norm.format(i=i)),
+    }
+    if spec.qk_norm:
+        replicated[Q_NORM] = get(n.q_norm.format(i=i))
+        replicated[K_NORM] = get(n.k_norm.format(i=i))
     for r in range(tp):
         for name, parts in per_rank.items():
             shards[r][name] = parts[r].clone()
-        shards[r][INPUT_NORM] = input_norm.clone()
-        shards[r][PRE_MLP_NORM] = pre_mlp_norm.clone()
+        for name, tensor in replicated.items():
+            shards[r][name] = tensor.clone()
     return shards
 
 
@@ -153,6 +163,9 @@ def mcore_layer_to_hf(
     out[n.down.format(i=i)] = torch.cat([s[FC2_W] for s in shards], dim=1)
     out[n.input_norm.format(i=i)] = shards[0][INPUT_NORM]
     out[n.post_attn_norm.format(i=i)] = shards[0][PRE_MLP_NORM]
+    if spec.qk_norm:
+        out[n.q_norm.format(i=i)] = shards[0][Q_NORM]
+        out[n.k_norm.format(i=i)] = shards[0][K_NORM]
     return out
 
 
@@ -178,6 +191,9 @@ def expected_hf_shapes(family: ModelFamily, spec: ModelSpec) -> dict[str, tuple[
         shapes[n.down.format(i=i)] = (h, spec.ffn_hidden_size)
         shapes[n.input_norm.format(i=i)] = (h,)
         shapes[n.post_attn_norm.format(i=i)] = (h,)
+        if spec.qk_norm:
+            shapes[n.q_norm.format(i=i)] = (hd,)
+            shapes[n.k_norm.format(i=i)] = (hd,)
     return shapes
 
 

@@ -12,7 +12,7 @@ class ModelSpec:
     """Shapes and options shared by the HF and Megatron views of one model."""
 
     family: str
-    """Model family name (``llama``, ``qwen2``)."""
+    """Model family name (``llama``, ``qwen2``, ``qwen3``)."""
     num_layers: int
     hidden_size: int
     num_attention_heads: int
@@ -28,6 +28,9 @@ class ModelSpec:
     tie_word_embeddings: bool
     qkv_bias: bool
     """Whether the q/k/v projections carry a bias (Qwen2 does, Llama does not)."""
+    qk_norm: bool = False
+    """Whether each attention head's query and key go through an RMSNorm of width head_dim
+    before RoPE (Qwen3). Defaulted so that checkpoints written before the field load."""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -167,12 +167,13 @@ class MemoryPlan:
 
 def layer_params(spec: ModelSpec, tp: int) -> int:
     """Parameters of one decoder layer on one TP rank: the attention and MLP matrices (and the
-    q/k/v bias) split over TP, the two RMSNorm weights replicated."""
+    q/k/v bias) split over TP, the two RMSNorm weights (and Qwen3's [head_dim] q/k norms)
+    replicated."""
     h, d = spec.hidden_size, spec.head_dim
     q, kv = spec.num_attention_heads * d, spec.num_kv_heads * d
     attention = h * (q + 2 * kv) + q * h + ((q + 2 * kv) if spec.qkv_bias else 0)
     mlp = 3 * h * spec.ffn_hidden_size  # gate, up, down
-    return (attention + mlp) // tp + 2 * h
+    return (attention + mlp) // tp + 2 * h + (2 * d if spec.qk_norm else 0)
 
 
 def stage_params(spec: ModelSpec, tp: int, pp: int, stage: int, padded_vocab: bool = True) -> int:

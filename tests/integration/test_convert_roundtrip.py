@@ -21,10 +21,20 @@ def _load_all(model_dir) -> dict[str, torch.Tensor]:
     return tensors
 
 
+# Fixture of each tiny model: Qwen2 (QKV bias), Llama (tied), Qwen3 (q/k norm, untied) and
+# Qwen3 with head_dim != hidden / heads and tied embeddings.
+FAMILY_DIRS = {
+    "qwen2": "tiny_qwen2_dir",
+    "llama": "tiny_llama_dir",
+    "qwen3": "tiny_qwen3_dir",
+    "qwen3_wide_heads": "tiny_qwen3_wide_heads_dir",
+}
+
+
 @pytest.mark.parametrize(("tp", "pp"), LAYOUTS)
-@pytest.mark.parametrize("family", ["qwen2", "llama"])
-def test_roundtrip_is_bit_exact(tmp_path, tiny_qwen2_dir, tiny_llama_dir, family, tp, pp):
-    src = tiny_qwen2_dir if family == "qwen2" else tiny_llama_dir
+@pytest.mark.parametrize("family", list(FAMILY_DIRS))
+def test_roundtrip_is_bit_exact(tmp_path, request, family, tp, pp):
+    src = request.getfixturevalue(FAMILY_DIRS[family])
     meta = hf_to_mcore(src, tmp_path / "mcore", tp=tp, pp=pp)
     assert meta.padded_vocab_size % tp == 0 and meta.padded_vocab_size > meta.spec.vocab_size
     # A small shard size forces the sharded-output path (index + several files).
@@ -82,3 +92,23 @@ def test_exported_model_loads_in_transformers(tmp_path, tiny_qwen2_dir):
         a = AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir)(tokens).logits
         b = AutoModelForCausalLM.from_pretrained(tmp_path / "back")(tokens).logits
     assert torch.equal(a, b)
+
+
+def test_qwen3_norms_land_in_megatron_names(tmp_path, tiny_qwen3_wide_heads_dir):
+    # Every TP rank holds the whole [head_dim] q/k norms, under megatron-core's names; the
+    # fused QKV of a head_dim-64 model with hidden 128 is (4 + 2 * 2) x 64 rows over TP.
+    hf_to_mcore(tiny_qwen3_wide_heads_dir, tmp_path / "m", tp=2, pp=1)
+    hf = _load_all(tiny_qwen3_wide_heads_dir)
+    for t in range(2):
+        state = torch.load(
+            tmp_path / "m" / "iter_0000001" / f"mp_rank_{t:02d}" / mf.RANK_FILE,
+            weights_only=True,
+        )["model"]
+        for hf_name, mc_name in (("q_norm", "q_layernorm"), ("k_norm", "k_layernorm")):
+            assert torch.equal(
+                state[f"decoder.layers.3.self_attention.{mc_name}.weight"],
+                hf[f"model.layers.3.self_attn.{hf_name}.weight"],
+            )
+        assert state["decoder.layers.0.self_attention.linear_qkv.weight"].shape == (256, 128)
+        assert state["decoder.layers.0.self_attention.linear_proj.weight"].shape == (128, 128)
+        assert "decoder.layers.0.self_attention.linear_qkv.bias" not in state

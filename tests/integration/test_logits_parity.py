@@ -81,6 +81,7 @@ def _check_parity(
         got = torch.load(tmp_path / f"logits-{i}.pt")
         assert got.shape == expected.shape
         diff = (got - expected).abs().max().item()
+        print(f"logits parity {model_dir.name} TP={tp} PP={pp} VPP={vpp}: max |diff| {diff:.3g}")
         assert diff <= tol, f"{model_dir.name} TP={tp} PP={pp}: max |diff| {diff}"
 
 
@@ -89,6 +90,16 @@ def test_tiny_models_logits_match_hf(tmp_path, tiny_qwen2_dir, tiny_llama_dir, t
     from tests.tiny_models import TINY_VOCAB
 
     _check_parity(tmp_path, [tiny_qwen2_dir, tiny_llama_dir], tp, pp, TINY_VOCAB, vpp)
+
+
+@pytest.mark.parametrize(("tp", "pp", "vpp"), LAYOUTS)
+def test_tiny_qwen3_logits_match_hf(
+    tmp_path, tiny_qwen3_dir, tiny_qwen3_wide_heads_dir, tp, pp, vpp
+):
+    # Per-head q/k RMSNorm, and (second model) head_dim 64 with hidden 128 / 4 heads, tied.
+    from tests.tiny_models import TINY_VOCAB
+
+    _check_parity(tmp_path, [tiny_qwen3_dir, tiny_qwen3_wide_heads_dir], tp, pp, TINY_VOCAB, vpp)
 
 
 @pytest.mark.slow

@@ -42,6 +42,9 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
         ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed)
     )
     configure_chunks(chunks, overlap_grad_reduce=False)
+    if layout.get("no_qk_norm_reduce"):
+        # finalize_model_grads sums q/k norm gradients over TP only when the config says so.
+        unwrap(chunks[0]).config.qk_layernorm = False
     if layout.get("broken"):
         for chunk in chunks:  # no data-parallel gradient reduction at all
             chunk.finish_grad_sync = lambda force_all_reduce=False: None
@@ -168,6 +171,28 @@ def test_tied_embeddings_at_pp2_match_one_rank(tmp_path, tiny_llama_dir):
     one = _train(tmp_path / "one", tiny_llama_dir, tp=1, pp=1)
     two = _train(tmp_path / "two", tiny_llama_dir, tp=1, pp=2)
     assert _max_rel_diff(two, one) <= 1e-5
+
+
+def test_qwen3_at_tp2_matches_one_rank(tmp_path, tiny_qwen3_wide_heads_dir):
+    # Each TP rank's heads feed the one shared [head_dim] q/k norm weight: its gradient is
+    # summed over TP. Without that sum the ranks' copies drift apart and the run differs.
+    one = _train(tmp_path / "one", tiny_qwen3_wide_heads_dir, tp=1, pp=1)
+    two = _train(tmp_path / "two", tiny_qwen3_wide_heads_dir, tp=2, pp=1)
+    assert len(set(one["loss"])) == STEPS
+    assert _max_rel_diff(two, one) <= 1e-5
+    q_norm = "model.layers.0.self_attn.q_norm.weight"
+    assert one["weights"][q_norm].shape == (64,)
+    initial = torch.load(tmp_path / "one" / "mcore-tp1-pp1" / "iter_0000001" / "mp_rank_00"
+                         / "model_optim_rng.pt", weights_only=False)["model"]  # fmt: skip
+    assert not torch.equal(
+        initial["decoder.layers.0.self_attention.q_layernorm.weight"], one["weights"][q_norm]
+    )
+    unreduced = _train(
+        tmp_path / "three", tiny_qwen3_wide_heads_dir, tp=2, pp=1, no_qk_norm_reduce=True
+    )
+    print(f"qwen3 TP2 vs TP1: {_max_rel_diff(two, one):.3g}, unreduced q/k norm grads: "
+          f"{_max_rel_diff(unreduced, one):.3g}")  # fmt: skip
+    assert _max_rel_diff(unreduced, one) > 1e-4
 
 
 def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: bool) -> None:

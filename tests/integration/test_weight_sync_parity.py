@@ -121,12 +121,14 @@ def _sync_parity_worker(
 def _assert_parity(out_dir: Path, world: int, tol: float, actor_tol: float | None = None) -> None:
     reports = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in range(world)]
     reference = next(r for r in reports if r["last_stage"])
+    worst = 0.0
     for phase in ("initial", "updated"):
         megatron = reference[phase]["megatron"]
         for rep in reports:  # every rank's engine got the same, right weights
             for got, want in zip(rep[phase]["engine"], megatron):
                 assert len(got) == len(want)
                 diff = max(abs(a - b) for a, b in zip(got, want))
+                worst = max(worst, diff)
                 assert diff <= tol, f"{phase}: engine vs megatron max |diff| {diff}"
         # The actor's response log-probs are the same numbers, padded (output window, padding
         # rows) or packed (shared prompt, block attention, RoPE positions per response).
@@ -138,6 +140,7 @@ def _assert_parity(out_dir: Path, world: int, tol: float, actor_tol: float | Non
                 assert len(got) == len(want) == len(SEQUENCES[i]) - cut
                 diff = max(abs(a - b) for a, b in zip(got, want))
                 assert diff <= (actor_tol or tol), f"{phase} {layout}: max |diff| {diff}"
+    print(f"engine vs megatron log-probs, max |diff| over both phases: {worst:.3g}")
     before, after = reference["initial"]["megatron"][0], reference["updated"]["megatron"][0]
     assert max(abs(a - b) for a, b in zip(before, after)) > 1e-3, "update did not change weights"
     # The update raised the likelihood of the trained sequences, as a gradient step should.
@@ -152,6 +155,26 @@ def test_vllm_parity_after_sync_tiny_qwen2(tmp_path, tiny_qwen2_dir, tp, pp):
     run_ranks(_sync_parity_worker, tp * pp, str(ckpt), str(tmp_path), tp, pp, "vllm", 1, "fp32")
     report = json.loads((tmp_path / "rank0.json").read_text())
     assert report["buckets"] > 3
+    _assert_parity(tmp_path, tp * pp, tol=1e-4)
+
+
+# (model fixture, train TP, train PP, inference TP): Qwen3's q/k norms travel replicated;
+# the second model's head_dim (64) is not hidden / heads (32), and its embeddings are tied.
+QWEN3_LAYOUTS = {
+    "qwen3_tp2": ("tiny_qwen3_dir", 2, 1, 1),
+    "qwen3_wide_heads_pp2": ("tiny_qwen3_wide_heads_dir", 1, 2, 1),
+    "qwen3_wide_heads_tp2_infer_tp2": ("tiny_qwen3_wide_heads_dir", 2, 1, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(QWEN3_LAYOUTS))
+def test_vllm_parity_after_sync_tiny_qwen3(tmp_path, request, name):
+    fixture, tp, pp, infer_tp = QWEN3_LAYOUTS[name]
+    ckpt = tmp_path / "mcore"
+    hf_to_mcore(request.getfixturevalue(fixture), ckpt, tp=tp, pp=pp)
+    run_ranks(
+        _sync_parity_worker, tp * pp, str(ckpt), str(tmp_path), tp, pp, "vllm", 1, "fp32", infer_tp
+    )
     _assert_parity(tmp_path, tp * pp, tol=1e-4)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys
+from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys, rope_type_of
 from mindspeed_rl.models.spec import ModelSpec
 
 _REQUIRED = (
@@ -23,9 +23,7 @@ class LlamaFamily(ModelFamily):
         require_keys(config, _REQUIRED, "Llama config")
         if config.get("mlp_bias"):
             raise UserError("Llama with mlp_bias=true is not supported (no bias in gate/up/down)")
-        if (config.get("rope_scaling") or {}).get("rope_type", "default") != "default" or (
-            config.get("rope_parameters") or {}
-        ).get("rope_type", "default") != "default":
+        if rope_type_of(config) != "default":
             raise UserError("Llama rope scaling (llama3 / yarn) is not supported yet")
         return dense_spec(
             self.name,
