@@ -27,8 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plan", action="store_true", help="print the predicted per-device memory and exit"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show what the libraries print (vLLM, megatron-core, Ray) here too, not only in "
+        "<trainer.output_dir>/logs/",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     args = parser.parse_args(argv)
+    from mindspeed_rl.accelerator import hide_expected_cpu_notices
+
+    hide_expected_cpu_notices()
     from mindspeed_rl.config.grpo import load_config
     from mindspeed_rl.plan import check_fits, print_plan
 
@@ -41,12 +50,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")
         return 0
-    from mindspeed_rl.trainer.grpo import train
+    cfg.logging.verbose = cfg.logging.verbose or args.verbose
+    return run(cfg, args.config_name)
 
-    metrics = train(cfg)
-    summary = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("reward/", "val/"))}
-    print(f"train_grpo: done {cfg.trainer.output_dir} {summary}")
-    return 0
+
+def run(cfg, config_name: str) -> int:
+    """Train with the libraries' output in <run>/logs/driver.log (and each worker's beside it);
+    a failure reaches the console as one line naming that file."""
+    from mindspeed_rl.config.grpo import resolve
+    from mindspeed_rl.errors import UserError
+    from mindspeed_rl.trainer.grpo import train
+    from mindspeed_rl.utils.console import (
+        DRIVER_LOG,
+        captured_output,
+        error_line,
+        log_traceback,
+        logs_dir,
+        root_cause,
+    )
+
+    log_file = logs_dir(resolve(cfg.trainer.output_dir)) / DRIVER_LOG
+    failure: BaseException | None = None
+    with captured_output(log_file, verbose=cfg.logging.verbose) as console:
+        try:
+            train(cfg, config_name, console)
+        except Exception as err:  # noqa: BLE001  (reported on one line below, traceback logged)
+            log_traceback(err)
+            failure = err
+    if failure is None:
+        return 0
+    cause = root_cause(failure)
+    if isinstance(cause, UserError):  # also when a worker raised it: shown as the user's error
+        raise UserError(str(cause)) from None
+    where = "above" if cfg.logging.verbose else f"in {log_file.parent}/"
+    print(f"train_grpo: error: {error_line(failure)} (the full traceback is {where})",
+          file=sys.stderr)  # fmt: skip
+    return 1
 
 
 if __name__ == "__main__":

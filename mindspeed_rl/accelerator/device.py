@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -264,3 +266,38 @@ def prepare_for_vllm() -> None:
         init_amx = getattr(torch._C._cpu, "_init_amx", None)
         if init_amx is not None:
             init_amx()
+
+
+# What megatron-core and vLLM say about fused-kernel packages a CPU cannot have anyway:
+# true on every CPU run, so it tells the reader nothing. On GPUs / NPUs the same notices
+# point at a real speed-up (install Transformer Engine, apex, Triton) and stay.
+_EXPECTED_ON_CPU = (
+    r"(Transformer Engine and )?Apex (is|are) not installed",
+    r"Transformer Engine and Apex are not installed",
+)
+_EXPECTED_ON_CPU_LOGGED = (
+    "Triton is installed, but doesn't include CPU backend",
+    "Triton is not installed. triton-cpu is expected",
+    "Model Runner V2 requires Triton",
+)
+
+
+class _DropExpected(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in _EXPECTED_ON_CPU_LOGGED)
+
+
+def hide_expected_cpu_notices() -> None:
+    """Drop the library notices that every CPU run prints (no apex, no Transformer Engine,
+    no Triton CPU backend) in this process; does nothing on accelerators."""
+    if get_accelerator().kind != "cpu":
+        return
+    for pattern in _EXPECTED_ON_CPU:
+        warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+    # A logger's filter only sees the records made on that logger, so it goes on the modules
+    # that print these (vLLM names its loggers after its modules).
+    for name in ("vllm.triton_utils.importing", "vllm.platforms.cpu", "vllm.config.vllm"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropExpected) for f in logger.filters):
+            logger.addFilter(_DropExpected())

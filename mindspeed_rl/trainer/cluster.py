@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from mindspeed_rl.accelerator import get_accelerator
-from mindspeed_rl.config.grpo import GRPOConfig
+from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
+from mindspeed_rl.utils.console import logs_dir
 
 
 def _ld_preload() -> str:
@@ -40,15 +41,19 @@ class WorkerGroup:
         env = {"MINDSPEED_RL_DEVICE": kind}
         if on_cpu:
             env["LD_PRELOAD"] = _ld_preload()
+        verbose = cfg.logging.verbose
+        # Without --verbose every worker writes its output to <run>/logs/ (see
+        # mindspeed_rl.utils.console) and Ray streams nothing to the driver's console.
+        logs = None if verbose else logs_dir(resolve(cfg.trainer.output_dir))
         if not ray.is_initialized():
+            common = {"runtime_env": {"env_vars": env}, "log_to_driver": verbose}
             if res.ray_address:
-                ray.init(address=res.ray_address, runtime_env={"env_vars": env})
+                ray.init(address=res.ray_address, **common)
             else:
                 ray.init(
                     num_cpus=max(res.world_size * res.cpus_per_worker, os.cpu_count() or 1),
                     include_dashboard=False,
-                    runtime_env={"env_vars": env},
-                    log_to_driver=True,
+                    **common,
                 )
         bundle = {"CPU": res.cpus_per_worker}
         # Ray knows GPUs natively; Ascend NPUs are the custom resource "NPU" that
@@ -65,7 +70,14 @@ class WorkerGroup:
                 num_gpus=1 if kind == "cuda" else 0,
                 resources={"NPU": 1} if kind == "npu" else None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, rank),
-            ).remote(rank, res.world_size, rank % res.devices_per_node, res.devices_per_node, kind)
+            ).remote(
+                rank,
+                res.world_size,
+                rank % res.devices_per_node,
+                res.devices_per_node,
+                kind,
+                str(logs / f"rank{rank}.log") if logs else None,
+            )  # fmt: skip
             for rank in range(res.world_size)
         ]
         master = ray.get(self.workers[0].address.remote())
@@ -79,7 +91,12 @@ class WorkerGroup:
         self.reward = (
             ray.remote(RewardWorker)
             .options(num_cpus=0)
-            .remote(to_dict(cfg.reward), str(hf_meta_dir), cfg.data.assistant_prefix)
+            .remote(
+                to_dict(cfg.reward),
+                str(hf_meta_dir),
+                cfg.data.assistant_prefix,
+                str(logs / "reward.log") if logs else None,
+            )  # fmt: skip
         )
 
     def engines(self) -> list[list[Any]]:

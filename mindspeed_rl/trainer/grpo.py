@@ -8,6 +8,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -19,10 +20,11 @@ from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, REWARD_FORMAT, MetricsLogger
+from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, REWARD_FORMAT, MetricsLogger, duration
 from mindspeed_rl.trainer.transfer_dock import TransferDock
 from mindspeed_rl.training.actor import Samples
 from mindspeed_rl.training.optimizer import lr_at
+from mindspeed_rl.utils.console import plural, shown
 from mindspeed_rl.utils.fs import atomic_write_text
 
 COLUMNS = ("prompt", "label", "response", "rollout_logprobs", "finish", "reward", "parts",
@@ -209,17 +211,28 @@ def update(group, dock: TransferDock, cfg: GRPOConfig, iteration: int) -> dict[s
 def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig, acc_part: str) -> dict:
     """Greedy pass@1 and, with trainer.val_n > 1, avg@k at the training temperature."""
     prompts, labels = val
-    greedy = _sampling(cfg, cfg.trainer.seed, n=1, top_k=1)
-    groups = generate_and_score(group, prompts, labels, greedy)
-    out = {"val/accuracy": sum(g[0]["parts"][acc_part] for g in groups) / len(groups)}
+    greedy = generate_and_score(
+        group, prompts, labels, _sampling(cfg, cfg.trainer.seed, n=1, top_k=1)
+    )
+    sampled = None
     if cfg.trainer.val_n > 1:
-        sampled = _sampling(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
-        groups = generate_and_score(group, prompts, labels, sampled)
-        scores = [s["parts"][acc_part] for g in groups for s in g]
+        sampled_cfg = _sampling(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
+        sampled = generate_and_score(group, prompts, labels, sampled_cfg)
+    fmt = next((p for p in cfg.reward.scorers if p.startswith("format")), None)
+    return validation_metrics(greedy, sampled, acc_part, fmt)
+
+
+def validation_metrics(
+    greedy: list[list[dict]], sampled: list[list[dict]] | None, acc_part: str, fmt_part: str | None
+) -> dict[str, float]:
+    """val/accuracy (pass@1) and val/format of the greedy responses; val/avg_at_k over the
+    sampled ones when there are any."""
+    out = {"val/accuracy": sum(g[0]["parts"][acc_part] for g in greedy) / len(greedy)}
+    if fmt_part is not None:
+        out["val/format"] = sum(g[0]["parts"][fmt_part] for g in greedy) / len(greedy)
+    if sampled is not None:
+        scores = [s["parts"][acc_part] for g in sampled for s in g]
         out["val/avg_at_k"] = sum(scores) / len(scores)
-    fmt = [p for p in cfg.reward.scorers if p.startswith("format")]
-    if fmt:
-        out["val/format"] = sum(g[0]["parts"][fmt[0]] for g in groups) / len(groups)
     return out
 
 
@@ -312,10 +325,73 @@ def resolve_assistant_prefix(cfg: GRPOConfig) -> str:
     return prefix
 
 
-def train(cfg: GRPOConfig) -> dict[str, float]:
-    """Run GRPO as configured; returns the last iteration's metrics."""
+def startup_summary(cfg: GRPOConfig, config_name: str, load_dir: Path, resume: int | None,
+                    train_rows: int, val_rows: int) -> list[str]:  # fmt: skip
+    """What a run is about to do, in a few lines: model, layout, data, batch, where output goes."""
+    from mindspeed_rl.plan.memory import total_params
+    from mindspeed_rl.utils.console import logs_dir
+
+    _, meta = mf.read_meta(load_dir)
+    spec, m, res = meta.spec, cfg.model, cfg.resources
+    name = Path(m.hf_dir).name if m.hf_dir else load_dir.name
+    dp = res.world_size // (m.tp * m.pp)
+    vpp = f" x {m.virtual_pipeline_stages} virtual" if m.virtual_pipeline_stages > 1 else ""
+    optimizer = "distributed" if cfg.optim.use_distributed_optimizer else "replicated"
+    recompute = f", {m.recompute_granularity} recompute" if m.recompute_granularity else ""
+    out = resolve(cfg.trainer.output_dir)
+    val = f"; held-out {val_rows} ({cfg.data.val_prefix})" if val_rows else ""
+    start = f"resuming after iteration {resume}" if resume else "from the start"
+    logs = "shown here (--verbose)" if cfg.logging.verbose else f"in {shown(logs_dir(out))}/"
+    engines = plural(res.world_size // cfg.rollout.infer_tp, "engine")
+    return [
+        f"mindspeed-rl GRPO: {config_name} -> {shown(out)}",
+        f"  model   {name}: {spec.family}, {spec.num_layers} layers, hidden {spec.hidden_size}, "
+        f"{total_params(spec) / 1e6:.1f}M parameters, {m.params_dtype}",
+        f"  layout  {res.world_size} {get_kind(cfg)} ranks on {plural(res.nnodes, 'node')}: "
+        f"train TP{m.tp} PP{m.pp}{vpp} DP{dp} ({optimizer} optimizer{recompute}); "
+        f"rollout {cfg.rollout.engine} TP{cfg.rollout.infer_tp} x {engines}",
+        f"  data    train {train_rows} prompts ({cfg.data.train_prefix}){val}",
+        f"  run     {cfg.trainer.iterations} iterations x {cfg.data.prompts_per_iteration} prompts "
+        f"x {cfg.sampling.n} samples, responses <= {cfg.sampling.max_tokens} tokens, {start}",
+        f"  logs    what vLLM, megatron-core and Ray print: {logs}",
+    ]
+
+
+def get_kind(cfg: GRPOConfig) -> str:
+    from mindspeed_rl.accelerator import get_accelerator
+
+    return get_accelerator(cfg.resources.device).kind
+
+
+def final_summary(out: Path, metrics_file: Path, seconds: float, iterations: int) -> list[str]:
+    """Held-out accuracy from the first validation to the last, time, where things are."""
+    from mindspeed_rl.trainer.metrics import VAL_ACCURACY, VAL_FORMAT, load_metrics
+
+    val = [row for row in load_metrics(metrics_file) if VAL_ACCURACY in row]
+    lines = [f"done: {iterations} iterations in {duration(seconds)}"]
+    if val:
+        first, last = val[0], val[-1]
+        text = (f"  held-out accuracy {first[VAL_ACCURACY]:.3f} (iteration {first['iteration']})"
+                f" -> {last[VAL_ACCURACY]:.3f} (iteration {last['iteration']})")  # fmt: skip
+        if VAL_FORMAT in first and VAL_FORMAT in last:
+            text += f", format {first[VAL_FORMAT]:.3f} -> {last[VAL_FORMAT]:.3f}"
+        lines.append(text)
+    lines.append(f"  metrics {shown(metrics_file)} (python cli/plot_metrics.py draws the curves)")
+    if (out / "hf").is_dir():
+        lines.append(f"  HF model {shown(out / 'hf')}")
+    return lines
+
+
+def train(
+    cfg: GRPOConfig, config_name: str = "grpo", console: TextIO | None = None
+) -> dict[str, float]:
+    """Run GRPO as configured; returns the last iteration's metrics. Console lines (summary,
+    progress, checkpoints) go to ``console`` (default stderr)."""
+    from mindspeed_rl.accelerator import hide_expected_cpu_notices
     from mindspeed_rl.trainer.cluster import WorkerGroup
 
+    began = time.perf_counter()
+    hide_expected_cpu_notices()
     cfg.data.assistant_prefix = resolve_assistant_prefix(cfg)
     out = resolve(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -332,70 +408,107 @@ def train(cfg: GRPOConfig) -> dict[str, float]:
         batch_size=cfg.data.prompts_per_iteration, seed=cfg.data.seed,
     ))  # fmt: skip
     val = _val_set(cfg)
-    acc_part = next((p for p in cfg.reward.scorers if not p.startswith("format")), None)
-    acc_part = acc_part or next(iter(cfg.reward.scorers))
+    logger = MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations,
+                           resume_iteration=resume, run_config=to_dict(cfg),
+                           console_stream=console)  # fmt: skip
+    train_rows = len(PromptDataset(resolve(cfg.data.train_prefix)))
+    for line in startup_summary(cfg, config_name, load_dir, resume, train_rows,
+                                len(val[0]) if val else 0):  # fmt: skip
+        logger.message(line)
+    try:
+        ready = time.perf_counter()
+        group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
+        try:
+            nodes = len({p["node_id"] for p in group.placement})
+            logger.message(f"workers ready in {duration(time.perf_counter() - ready)} "
+                           f"({len(group.placement)} ranks on {plural(nodes, 'node')})")  # fmt: skip
+            (out / "placement.json").write_text(json.dumps(group.placement, indent=2))
+            start = 1
+            if resume is not None:
+                state = json.loads(
+                    (ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text()
+                )
+                group.call("load", str(ckpt_root), resume)
+                loader.load_state_dict(state["loader"])
+                start = resume + 1
+            metrics = run_iterations(group, loader, val, logger, cfg, start, out)
+        finally:
+            group.shutdown()
+        if cfg.trainer.export_hf and latest_checkpoint(ckpt_root) == cfg.trainer.iterations:
+            from mindspeed_rl.checkpoint.convert import mcore_to_hf
+
+            mcore_to_hf(ckpt_root, out / "hf", overwrite=True)
+            logger.message(f"exported the trained policy as an HF model: {shown(out / 'hf')}")
+        seconds = time.perf_counter() - began
+        for line in final_summary(out, logger.path, seconds, cfg.trainer.iterations):
+            logger.message(line)
+    finally:
+        logger.close()
+    return metrics
+
+
+def run_iterations(
+    group,
+    loader: PromptLoader,
+    val: tuple[list[list[int]], list[str]] | None,
+    logger: MetricsLogger,
+    cfg: GRPOConfig,
+    start: int,
+    out: Path,
+) -> dict[str, float]:
+    """Iterations ``start`` .. ``trainer.iterations``: sync -> rollout -> reward -> log-probs ->
+    advantages -> update, validation and checkpoints on their intervals."""
+    ckpt_root = out / "checkpoints"
+    acc_part = accuracy_part(cfg)
     updates_per_batch = cfg.trainer.ppo_epochs * (
         cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
     )
-    group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
-    (out / "placement.json").write_text(json.dumps(group.placement, indent=2))
-    start = 1
-    if resume is not None:
-        state = json.loads((ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text())
-        group.call("load", str(ckpt_root), resume)
-        loader.load_state_dict(state["loader"])
-        start = resume + 1
-    logger = MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations,
-                           resume_iteration=resume, run_config=to_dict(cfg))  # fmt: skip
     metrics: dict[str, float] = {}
     in_rollout = False  # the engines already hold the current weights (after validation)
-    try:
-        for iteration in range(start, cfg.trainer.iterations + 1):
-            t = Timer()
-            with t("step"):
-                if not in_rollout:
-                    with t("sync"):
-                        group.call("to_rollout")
-                if val and iteration == 1:
-                    with t("validation"):
-                        logger.log(0, validate(group, val, cfg, acc_part))
-                with t("rollout"):
-                    dock, extra = rollout(group, loader, cfg, iteration)
-                group.call("to_train")
+    for iteration in range(start, cfg.trainer.iterations + 1):
+        t = Timer()
+        with t("step"):
+            if not in_rollout:
+                with t("sync"):
+                    group.call("to_rollout")
+            if val and iteration == 1:
+                with t("validation"):
+                    logger.log(0, validate(group, val, cfg, acc_part))
+            with t("rollout"):
+                dock, extra = rollout(group, loader, cfg, iteration)
+            group.call("to_train")
+            in_rollout = False
+            shape_rewards(dock, cfg)
+            with t("logprobs"):
+                compute_logprobs(group, dock, cfg, updates_per_batch)
+            compute_advantages(dock, cfg)
+            with t("update"):
+                actor = update(group, dock, cfg, iteration)
+        tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
+        metrics = {**rollout_metrics(dock, acc_part), **actor, **extra,
+                   **{f"timing/{k}": v for k, v in t.seconds.items()},
+                   "perf/tokens_per_s": tokens / t.seconds["step"]}  # fmt: skip
+        logger.log(iteration, metrics)
+        _write_samples(out, iteration, dock)
+        if val and iteration % cfg.trainer.val_interval == 0:
+            group.call("to_rollout")
+            in_rollout = True
+            logger.log(iteration, validate(group, val, cfg, acc_part))
+        interval = cfg.trainer.save_interval
+        save_now = iteration == cfg.trainer.iterations or (interval and iteration % interval == 0)
+        if save_now:
+            if in_rollout:
+                group.call("to_train")  # checkpoints hold the optimizer state, on device
                 in_rollout = False
-                shape_rewards(dock, cfg)
-                with t("logprobs"):
-                    compute_logprobs(group, dock, cfg, updates_per_batch)
-                compute_advantages(dock, cfg)
-                with t("update"):
-                    actor = update(group, dock, cfg, iteration)
-            tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
-            metrics = {**rollout_metrics(dock, acc_part), **actor, **extra,
-                       **{f"timing/{k}": v for k, v in t.seconds.items()},
-                       "perf/tokens_per_s": tokens / t.seconds["step"]}  # fmt: skip
-            logger.log(iteration, metrics)
-            _write_samples(out, iteration, dock)
-            if val and iteration % cfg.trainer.val_interval == 0:
-                group.call("to_rollout")
-                in_rollout = True
-                logger.log(iteration, validate(group, val, cfg, acc_part))
-            interval = cfg.trainer.save_interval
-            save_now = iteration == cfg.trainer.iterations or (
-                interval and iteration % interval == 0
-            )
-            if save_now:
-                if in_rollout:
-                    group.call("to_train")  # checkpoints hold the optimizer state, on device
-                    in_rollout = False
-                save_checkpoint(group, ckpt_root, iteration, loader)
-    finally:
-        logger.close()
-        group.shutdown()
-    if cfg.trainer.export_hf and latest_checkpoint(ckpt_root) == cfg.trainer.iterations:
-        from mindspeed_rl.checkpoint.convert import mcore_to_hf
-
-        mcore_to_hf(ckpt_root, out / "hf", overwrite=True)
+            save_checkpoint(group, ckpt_root, iteration, loader)
+            logger.message(f"checkpoint {shown(ckpt_root / mf.iter_dir_name(iteration))}")
     return metrics
+
+
+def accuracy_part(cfg: GRPOConfig) -> str:
+    """The reward part that says whether an answer is right: the first non-format scorer."""
+    acc_part = next((p for p in cfg.reward.scorers if not p.startswith("format")), None)
+    return acc_part or next(iter(cfg.reward.scorers))
 
 
 def _write_samples(out: Path, iteration: int, dock: TransferDock) -> None:

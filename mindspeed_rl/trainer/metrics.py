@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -89,13 +89,16 @@ class LoggingConfig:
     experiment: str = "grpo"
     """Experiment (run) name for SwanLab / wandb."""
     console: bool = True
-    """Show a progress bar with the key figures (a plain line per iteration when stderr is
-    not a terminal)."""
+    """Show a progress bar with the key figures (a plain line per iteration when the console
+    is not a terminal)."""
+    verbose: bool = False
+    """Show what the libraries print (vLLM, megatron-core, Ray, transformers) on the console
+    too; by default it goes to <trainer.output_dir>/logs/ only (``train_grpo.py --verbose``)."""
 
     def __post_init__(self) -> None:
         if not str(self.dir).strip():
             raise ValueError("logging.dir is empty; give the run directory, e.g. runs/r1-zero")
-        for key in ("tensorboard", "swanlab", "wandb", "console"):
+        for key in ("tensorboard", "swanlab", "wandb", "console", "verbose"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"logging.{key} must be true or false, got {getattr(self, key)!r}")
         for key in ("project", "experiment"):
@@ -264,27 +267,55 @@ class _WandbSink:
 CONSOLE_FIGURES = {
     "reward": REWARD_MEAN,
     "acc": REWARD_ACCURACY,
+    "fmt": REWARD_FORMAT,
     "len": RESPONSE_LENGTH_MEAN,
     "kl": ACTOR_KL,
 }
 """Console label -> metric, shown when the iteration logged it."""
 
 
+def duration(seconds: float) -> str:
+    """``1h02m``, ``6m05s`` or ``42s``: how long, at a glance."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class _ConsoleSink:
-    def __init__(self, total: int | None, start: int) -> None:
-        self._tty = sys.stderr.isatty()
+    def __init__(self, total: int | None, start: int, stream: TextIO | None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = self._stream.isatty()
         self._total = total
         self._last_time = time.monotonic()
+        self._step_seconds: list[float] = []
         self._bar = (
-            tqdm(total=total, initial=start, unit="it", dynamic_ncols=True) if self._tty else None
+            tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, file=self._stream)
+            if self._tty
+            else None
         )
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self._stream)
+        else:
+            print(text, file=self._stream, flush=True)
 
     def _print(self, iteration: int, text: str) -> None:
         if self._bar is not None:
-            self._bar.write(f"iteration {iteration}: {text}")
+            self.message(f"iteration {iteration}: {text}")
         else:
             total = f"/{self._total}" if self._total else ""
-            print(f"[iteration {iteration}{total}] {text}", file=sys.stderr, flush=True)
+            self.message(f"[iteration {iteration}{total}] {text}")
+
+    def _eta(self, iteration: int) -> float | None:
+        if not self._total or not self._step_seconds or iteration >= self._total:
+            return None
+        # Mean of this process's steps, the first one (engine warm-up) left out once others exist.
+        steps = self._step_seconds[1:] or self._step_seconds
+        return sum(steps) / len(steps) * (self._total - iteration)
 
     def log(self, iteration: int, scalars: dict[str, float]) -> None:
         validation = {k: v for k, v in scalars.items() if k.startswith("val/")}
@@ -296,9 +327,13 @@ class _ConsoleSink:
         # The trainer's own timing of the step, else the time since the last step was logged.
         seconds = scalars.get(TIMING_STEP, now - self._last_time)
         self._last_time = now
+        self._step_seconds.append(seconds)
         figures = {label: scalars[key] for label, key in CONSOLE_FIGURES.items() if key in scalars}
         figures["s/it"] = seconds
         postfix = " ".join(f"{label}={value:.4g}" for label, value in figures.items())
+        eta = self._eta(iteration)
+        if eta is not None:
+            postfix += f" eta={duration(eta)}"
         if self._bar is None:
             self._print(iteration, postfix)
             return
@@ -317,7 +352,8 @@ class MetricsLogger:
     logged after it are removed from metrics.jsonl (and hidden in TensorBoard), since the run
     will log those iterations again. None means a fresh run: an existing metrics.jsonl (from a
     run that never reached a checkpoint) starts over.
-    ``run_config`` (hyperparameters) is passed to SwanLab / wandb.
+    ``run_config`` (hyperparameters) is passed to SwanLab / wandb. ``console_stream`` is where
+    the console lines go (default: stderr).
     """
 
     def __init__(
@@ -326,6 +362,7 @@ class MetricsLogger:
         total_iterations: int | None = None,
         resume_iteration: int | None = None,
         run_config: Mapping[str, Any] | None = None,
+        console_stream: TextIO | None = None,
     ) -> None:
         self.config = config
         run_dir = Path(config.dir)
@@ -343,8 +380,10 @@ class MetricsLogger:
             self._add_optional("swanlab", lambda: _SwanLabSink(config, run_config))
         if config.wandb:
             self._add_optional("wandb", lambda: _WandbSink(config, run_config))
+        self._console: _ConsoleSink | None = None
         if config.console:
-            self._sinks.append(_ConsoleSink(total_iterations, resume_iteration or 0))
+            self._console = _ConsoleSink(total_iterations, resume_iteration or 0, console_stream)
+            self._sinks.append(self._console)
 
     def _add_optional(self, name: str, make: Callable[[], _Sink]) -> None:
         try:
@@ -368,6 +407,12 @@ class MetricsLogger:
         for sink in self._sinks:
             sink.log(iteration, scalars)
         self._last_iteration = iteration
+
+    def message(self, text: str) -> None:
+        """A line for the person watching (checkpoints, summaries), kept clear of the
+        progress bar; nothing when the console is off."""
+        if self._console is not None:
+            self._console.message(text)
 
     def close(self) -> None:
         """Flush and close every sink."""

@@ -17,14 +17,31 @@ from mindspeed_rl.config.structured import build
 from mindspeed_rl.rollout.base import SamplingConfig
 
 
+def _send_output_to(log_file: str | None) -> None:
+    """A worker's stdout / stderr (vLLM, megatron-core, the scorer pool) into the run's
+    logs/ instead of Ray's stream to the driver's console; None keeps Ray's stream."""
+    if log_file:
+        from mindspeed_rl.utils.console import redirect_process_output
+
+        redirect_process_output(Path(log_file))
+
+
 class HybridActorWorker:
     """Ray actor body. ``setup`` joins the process group and builds everything."""
 
     def __init__(
-        self, rank: int, world_size: int, local_rank: int, local_world_size: int, kind: str
+        self,
+        rank: int,
+        world_size: int,
+        local_rank: int,
+        local_world_size: int,
+        kind: str,
+        log_file: str | None = None,
     ):
-        from mindspeed_rl.accelerator import local_device_index
+        from mindspeed_rl.accelerator import hide_expected_cpu_notices, local_device_index
 
+        _send_output_to(log_file)
+        hide_expected_cpu_notices()
         self.rank = rank
         os.environ.update(
             RANK=str(rank),
@@ -201,8 +218,16 @@ class HybridActorWorker:
 class RewardWorker:
     """Ray actor body: decodes responses and scores them with the rule scorers' pool."""
 
-    def __init__(self, reward_config: dict, tokenizer_dir: str, assistant_prefix: str):
+    def __init__(
+        self,
+        reward_config: dict,
+        tokenizer_dir: str,
+        assistant_prefix: str,
+        log_file: str | None = None,
+    ):
         from transformers import AutoTokenizer
+
+        _send_output_to(log_file)
 
         from mindspeed_rl.rewards.registry import RewardConfig, RewardScorer
 

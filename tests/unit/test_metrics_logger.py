@@ -22,11 +22,13 @@ from mindspeed_rl.trainer.metrics import (
     METRICS_FILE,
     RESPONSE_LENGTH_MEAN,
     REWARD_ACCURACY,
+    REWARD_FORMAT,
     REWARD_MEAN,
     TIMING_STEP,
     VAL_ACCURACY,
     LoggingConfig,
     MetricsLogger,
+    duration,
     load_metrics,
     reward_part,
     timing,
@@ -136,11 +138,37 @@ def test_console_prints_a_line_per_iteration_without_a_terminal(tmp_path, capsys
             },
         )
         logger.log(1, {VAL_ACCURACY: 0.375})
+        logger.log(2, {REWARD_MEAN: 0.75, REWARD_FORMAT: 0.5, TIMING_STEP: 20.0})
+        logger.message("checkpoint runs/r1/checkpoints/iter_0000002")
+        logger.log(3, {REWARD_MEAN: 1.0, TIMING_STEP: 30.0})
     err = capsys.readouterr().err.splitlines()
+    # ETA: remaining iterations x the mean step so far, the first (warm-up) step left out
+    # once there are others: 2 x 41.2 s after step 1, 1 x 20 s after step 2, none at the end.
     assert err == [
-        "[iteration 1/3] reward=0.5 acc=0.25 len=212 kl=0.0012 s/it=41.2",
+        "[iteration 1/3] reward=0.5 acc=0.25 len=212 kl=0.0012 s/it=41.2 eta=1m22s",
         "[iteration 1/3] val/accuracy=0.375",
+        "[iteration 2/3] reward=0.75 fmt=0.5 s/it=20 eta=20s",
+        "checkpoint runs/r1/checkpoints/iter_0000002",
+        "[iteration 3/3] reward=1 s/it=30",
     ]
+
+
+def test_console_lines_go_to_the_stream_given(tmp_path, capsys):
+    stream = io.StringIO()
+    with MetricsLogger(
+        config(tmp_path, console=True), total_iterations=1, console_stream=stream
+    ) as logger:
+        logger.message("mindspeed-rl GRPO: grpo -> runs/r1")
+        logger.log(1, {REWARD_MEAN: 0.5, TIMING_STEP: 2.0})
+    assert stream.getvalue().splitlines() == [
+        "mindspeed-rl GRPO: grpo -> runs/r1",
+        "[iteration 1/1] reward=0.5 s/it=2",
+    ]
+    assert capsys.readouterr().err == ""
+
+
+def test_duration_reads_at_a_glance():
+    assert [duration(s) for s in (0.4, 42, 365, 3725)] == ["0s", "42s", "6m05s", "1h02m"]
 
 
 class _Terminal(io.StringIO):
