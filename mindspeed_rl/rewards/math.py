@@ -50,6 +50,23 @@ _VARIABLE_IS_RE = re.compile(r"^[A-Za-z]\s*=\s*")
 # One-token arguments that LaTeX allows without braces: \frac12, \sqrt 3.
 _BARE_FRAC_RE = re.compile(r"\\frac\s*(\w)\s*(\w)")
 _BARE_SQRT_RE = re.compile(r"\\sqrt\s*(\w)")
+_ENVIRONMENT_RE = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+# "\text{181 dollars}" and "181 dollars": a number with its unit in words.
+_TEXT_WITH_UNIT_RE = re.compile(
+    r"\\(?:text|textbf|mbox|mathrm)\{\s*(" + _NUMBER + r")\s*([^{}]*)\}"
+)
+_NUMBER_WORDS_RE = re.compile(r"(" + _NUMBER + r")\s*([A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*(?:\^[23])?)")
+# Words that are mathematics, not units: "5 pi" is not "5".
+_NOT_UNITS = {"pi", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "and", "or", "times", "cdot"}
+# One inequality in one variable ("x \le 3", "-2 < x \leq 5"): the interval it describes.
+_LESS = {"<": False, "\\lt": False, "\\le": True, "\\leq": True, "\\leqslant": True, "≤": True}
+_GREATER = {">": False, "\\gt": False, "\\ge": True, "\\geq": True, "\\geqslant": True, "≥": True}
+_RELATION = r"(<|>|≤|≥|\\l(?:eq?(?:slant)?|t)(?![a-zA-Z])|\\g(?:eq?(?:slant)?|t)(?![a-zA-Z]))"
+_ONE_SIDED_RE = re.compile(r"([A-Za-z])\s*" + _RELATION + r"\s*([^<>≤≥=]+)")
+_TWO_SIDED_RE = re.compile(
+    r"([^<>≤≥=]+?)\s*" + _RELATION + r"\s*([A-Za-z])\s*" + _RELATION + r"\s*([^<>≤≥=]+)"
+)
 
 
 def normalize_latex(text: str) -> str:
@@ -61,7 +78,45 @@ def normalize_latex(text: str) -> str:
     for token in _NO_MEANING:
         text = text.replace(token, "")
     text = _SIZING_RE.sub("", _FRAC_RE.sub(r"\\frac", text))
+    # Brackets of a column vector are notation: sympy builds the same matrix from both.
+    text = text.replace("{bmatrix}", "{pmatrix}")
     return text.strip().rstrip(".").strip()
+
+
+def _number_with_unit(text: str) -> str | None:
+    """The number of an answer that is a number and a unit in words (``\\text{181 dollars}``,
+    ``22 square units``), else None."""
+    match = _TEXT_WITH_UNIT_RE.fullmatch(text) or _NUMBER_WORDS_RE.fullmatch(text)
+    if match is None:
+        return None
+    words = set(re.findall(r"[A-Za-z]+", match.group(2)))
+    return None if words & _NOT_UNITS else match.group(1)
+
+
+def _interval_of_inequality(text: str) -> str | None:
+    """``x \\le 3`` -> ``(-\\infty, 3]``, ``-2 < x \\leq 5`` -> ``(-2, 5]``; None if ``text``
+    is not one inequality in one variable."""
+    two = _TWO_SIDED_RE.fullmatch(text)
+    if two is not None:
+        low, rel1, _, rel2, high = two.groups()
+        if rel1 in _LESS and rel2 in _LESS:
+            return f"{'[' if _LESS[rel1] else '('}{low.strip()}, {high.strip()}{']' if _LESS[rel2] else ')'}"
+        return None
+    one = _ONE_SIDED_RE.fullmatch(text)
+    if one is None:
+        return None
+    _, rel, bound = one.groups()
+    bound = bound.strip()
+    if re.search(_RELATION, bound):
+        return None
+    if rel in _LESS:
+        return f"(-\\infty, {bound}{']' if _LESS[rel] else ')'}"
+    return f"{'[' if _GREATER[rel] else '('}{bound}, \\infty)"
+
+
+def _is_interval(text: str) -> bool:
+    """Whether ``text`` is written as an interval (or a union of them): ``[a, b)``."""
+    return text[:1] in "[(" and text[-1:] in "])" and "," in text
 
 
 def _compact(text: str) -> str:
@@ -73,7 +128,7 @@ def _compact(text: str) -> str:
 def _is_prose(text: str) -> bool:
     """Whether an answer is a sentence (two or more words outside math and LaTeX commands)."""
     bare = _MATH_SPAN_RE.sub(" ", text)
-    bare = _COMMAND_RE.sub(" ", _TEXT_RE.sub(" ", bare))
+    bare = _COMMAND_RE.sub(" ", _TEXT_RE.sub(" ", _ENVIRONMENT_RE.sub(" ", bare)))
     return len(_WORD_RE.findall(bare)) >= 2
 
 
@@ -98,11 +153,11 @@ def _parse_gold(label: str) -> tuple:
     return tuple(parse("\\boxed{" + label + "}", parsing_timeout=None))
 
 
-def _parse_prediction(answer: str) -> list:
+def _parse_prediction(answer: str, normalized: str) -> list:
     if _is_prose(answer):
         # A sentence ("the answer is $5$"): math-verify's own anchors and delimiters apply.
         return parse(answer, parsing_timeout=None)
-    return parse("\\boxed{" + normalize_latex(answer) + "}", parsing_timeout=None)
+    return parse("\\boxed{" + normalized + "}", parsing_timeout=None)
 
 
 # The G responses to one prompt often agree: judging each distinct (answer, label) once pays
@@ -116,7 +171,13 @@ def judge_equivalent(answer: str, label: str) -> bool:
         pred = _VARIABLE_IS_RE.sub("", pred)
     if _compact(pred) == _compact(gold):
         return True
+    if _is_interval(gold):
+        # math-verify keeps "x \le 3" a relation, never equal to the interval (-oo, 3].
+        pred = _interval_of_inequality(pred) or pred
     pred_number, gold_number = plain_number(pred), plain_number(gold)
+    if gold_number is not None and pred_number is None:
+        with_unit = _number_with_unit(pred)
+        pred_number = plain_number(with_unit) if with_unit is not None else None
     if pred_number is not None and gold_number is not None:
         return pred_number == gold_number
     if _is_text_answer(gold):
@@ -125,7 +186,7 @@ def judge_equivalent(answer: str, label: str) -> bool:
     gold_parsed = _parse_gold(gold)
     if not gold_parsed:
         return False
-    return verify(list(gold_parsed), _parse_prediction(answer), timeout_seconds=None)
+    return verify(list(gold_parsed), _parse_prediction(answer, pred), timeout_seconds=None)
 
 
 def math_accuracy(response: str, label: str) -> Score:

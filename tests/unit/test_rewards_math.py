@@ -151,3 +151,59 @@ def test_works_off_the_main_thread():
     with ThreadPoolExecutor(1) as pool:
         score = pool.submit(math_accuracy, response, "(3, \\pi/4)").result()
     assert score.value == 1.0, score
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        # The whole answer wrapped in \text{}, or a bare unit in words.
+        ("\\text{181 dollars}", "181"),
+        ("22 square units", "22"),
+        ("\\text{437 cm^2}", "437"),
+        # An inequality in one variable is the interval it describes.
+        ("x \\le -2", "(-\\infty, -2]"),
+        ("x > 3", "(3,\\infty)"),
+        ("-2 < x \\leq 5", "(-2,5]"),
+        # A column vector in either bracket style; \over; \displaystyle.
+        ("\\begin{bmatrix} 3 \\\\ 9 \\end{bmatrix}", "\\begin{pmatrix} 3 \\\\ 9 \\end{pmatrix}"),
+        ("{3 \\over 4}", "\\frac{3}{4}"),
+        ("\\displaystyle\\frac{3}{4}", "0.75"),
+        ("x = 1 \\text{ or } x = -2", "-2, 1"),
+        ("\\$1,234.50", "\\$1234.50"),
+    ],
+)
+def test_accepts_model_spellings(answer, gold):
+    for response in _wraps(answer):
+        assert math_accuracy(response, gold).value == 1.0, (gold, response)
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("5 pi", "5"),  # "pi" is not a unit
+        ("x < -2", "(-\\infty, -2]"),  # open where the interval is closed
+        ("x \\ge 3", "(3,\\infty)"),
+        ("-2 \\le x \\leq 5", "(-2,5]"),
+        ("1,2345", "12345"),  # not a thousands separator: a pair of numbers
+        ("3.14", "\\pi"),  # an approximation is not the value
+        ("\\text{182 dollars}", "181"),
+        ("\\begin{bmatrix} 9 \\\\ 3 \\end{bmatrix}", "\\begin{pmatrix} 3 \\\\ 9 \\end{pmatrix}"),
+    ],
+)
+def test_rejects_near_misses(answer, gold):
+    for response in _wraps(answer):
+        assert math_accuracy(response, gold).value == 0.0, (gold, response)
+
+
+def test_bench_case_set_slice():
+    # Two random instances of every kind of bench/math_equivalence.py's case set: the bench's
+    # figures (recall 1.0, no false accepts at its default size) must not regress.
+    from bench.math_equivalence import SHAPES, make_cases
+
+    wrong = [
+        (case.gold, case.answer, shape)
+        for case in make_cases(per_kind=2, seed=3)
+        for shape, wrap in SHAPES.items()
+        if (math_accuracy(wrap(case.answer), case.gold).value == 1.0) != case.equivalent
+    ]
+    assert not wrong, wrong[:10]
