@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mindspeed_rl.errors import UserError
+
 
 @dataclass
 class SamplingConfig:
@@ -152,9 +154,9 @@ class RolloutEngine(abc.ABC):
         """Refuse prompts the engine cannot fit before any work starts."""
         for i, prompt in enumerate(prompts):
             if not prompt:
-                raise ValueError(f"prompt {i} is empty")
+                raise UserError(f"prompt {i} is empty; drop empty rows at preprocessing")
             if len(prompt) >= self.config.max_model_len:
-                raise ValueError(
+                raise UserError(
                     f"prompt {i} has {len(prompt)} tokens but rollout.max_model_len is "
                     f"{self.config.max_model_len}; raise max_model_len or drop long prompts "
                     "at preprocessing (max prompt length)"
