@@ -88,3 +88,12 @@ def run_env() -> dict[str, str]:
 def kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def failure_report(proc: subprocess.CompletedProcess, out: Path) -> str:
+    """What a failed run said: its console, then the tails of the logs it wrote under
+    <out>/logs/ (the console alone holds one line since library output goes there)."""
+    parts = [f"exit {proc.returncode}; console:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"]
+    for log in sorted((out / "logs").glob("*.log")):
+        parts.append(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+    return "\n".join(parts)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mindspeed_rl.checkpoint import megatron_format as mf
-from tests.e2e.conftest import kill_group, run_env, train_command
+from tests.e2e.conftest import failure_report, kill_group, run_env, train_command
 
 pytestmark = pytest.mark.slow
 VOLATILE = ("time", "timing/", "perf/")
@@ -39,7 +39,7 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
         train_command(tiny_chat_model, gsm8k_prompts, out, *extras),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, failure_report(proc, out)
     # A console a person can read: our lines only; what vLLM, megatron-core and Ray print is
     # in the run's logs/.
     console = (proc.stdout + proc.stderr).splitlines()
@@ -106,7 +106,7 @@ def test_inference_tensor_parallel_run(tmp_path, tiny_chat_model, gsm8k_prompts)
                       "trainer.export_hf=false"),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, failure_report(proc, out)
     rows = [r for r in _metrics(out / "metrics.jsonl") if "reward/mean" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     for row in rows:
@@ -126,7 +126,7 @@ def test_qwen3_three_iterations(tmp_path, tiny_qwen3_chat_model, gsm8k_prompts):
                       "rollout.dtype=fp32", "model.params_dtype=fp32"),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, failure_report(proc, out)
     rows = [r for r in _metrics(out / "metrics.jsonl") if "reward/mean" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     for row in rows:
@@ -155,7 +155,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
         train_command(tiny_chat_model, gsm8k_prompts, unbroken, *common),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, failure_report(proc, unbroken)
 
     broken = tmp_path / "broken"
     tracker = broken / "checkpoints" / mf.TRACKER
@@ -177,7 +177,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
         train_command(tiny_chat_model, gsm8k_prompts, broken, *common),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert resumed.returncode == 0, failure_report(resumed, broken)
     a = {r["iteration"]: _stable(r) for r in _metrics(unbroken / "metrics.jsonl")}
     b = {r["iteration"]: _stable(r) for r in _metrics(broken / "metrics.jsonl")}
     assert sorted(b) == [1, 2, 3, 4]

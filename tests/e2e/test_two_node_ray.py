@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mindspeed_rl.utils.spawn import free_port
-from tests.e2e.conftest import run_env, train_command
+from tests.e2e.conftest import failure_report, run_env, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_iteration_across_two_ray_nodes(tmp_path, tiny_chat_model, gsm8k_prompts
             f"resources.ray_address=127.0.0.1:{port}",
         )  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert proc.returncode == 0, failure_report(proc, out)
         placement = json.loads((out / "placement.json").read_text())
         assert [p["rank"] for p in placement] == [0, 1]
         assert len({p["node_id"] for p in placement}) == 2, placement
