@@ -241,11 +241,58 @@ def test_pack_prompts_is_one_long_row(qwen7b_dir):
     assert mem.micro_batch_shape(x) == (100 + 8 * 2048, 1)
 
 
+# -- Qwen3-8B, hand-computed -----------------------------------------------------------------
+
+QWEN3_8B = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "hidden_size": 4096,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "vocab_size": 151936,
+    "rope_theta": 1000000,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+}
+# q (4096x4096) + k, v (1024x4096 each), o, gate/up/down (3 x 4096x12288), no bias; two
+# RMSNorm weights of 4096 and the q/k norms of head_dim 128.
+LAYER_8B_SPLIT = 4096 * (4096 + 2 * 1024) + 4096 * 4096 + 3 * 4096 * 12288
+NORMS_8B = 2 * 4096 + 2 * 128
+
+
+def test_qwen3_8b_params_and_preset_plan():
+    spec = load_spec(REPO_ROOT / "configs" / "model" / "qwen3_8b.config.json")
+    assert (spec.family, spec.head_dim, spec.qk_norm, spec.qkv_bias) == ("qwen3", 128, True, False)
+    assert mem.layer_params(spec, 4) == LAYER_8B_SPLIT // 4 + NORMS_8B
+    total = mem.total_params(spec)
+    assert total == 36 * (LAYER_8B_SPLIT + NORMS_8B) + 2 * 151936 * 4096 + 4096
+    # Qwen3-8B's model card: 8.2B parameters, 6.95B without the embeddings.
+    assert total == 8_190_735_360 and total - 2 * 151936 * 4096 == 6_946_075_648
+    cfg = load_config("grpo_qwen3_8b")
+    if (REPO_ROOT / cfg.model.hf_dir / "config.json").is_file():
+        pytest.skip("models/Qwen3-8B is on this machine")
+    plan = plan_config(cfg, 64, read_dataset=False)
+    assert plan.fits and plan.input.spec == spec
+    # bf16 TP4 shard: 36 layers / 4 plus a quarter of each vocab matrix, padded from 151936
+    # to a multiple of 128 x TP4 (152064 rows).
+    assert spec.padded_vocab_size(4, 128) == 152064
+    vocab_shard = 152064 * 4096 // 4
+    want = 36 * (LAYER_8B_SPLIT // 4 + NORMS_8B) + 2 * vocab_shard + 4096
+    assert mem.param_bytes(plan.input, 0) == 2 * want
+
+
 # -- inputs ----------------------------------------------------------------------------------
 
 
 def test_tracked_hf_configs_match_the_published_shapes():
-    for name, expected in (("qwen25_7b", QWEN25_7B), ("qwen25_32b", QWEN25_32B)):
+    for name, expected in (
+        ("qwen25_7b", QWEN25_7B),
+        ("qwen25_32b", QWEN25_32B),
+        ("qwen3_8b", QWEN3_8B),
+    ):
         tracked = json.loads((REPO_ROOT / "configs" / "model" / f"{name}.config.json").read_text())
         for key, value in expected.items():
             assert tracked[key] == value, (name, key)

@@ -1,0 +1,77 @@
+"""HF config.json -> ModelSpec per family: Qwen3's fields, defaults and refusals, and specs
+written before a field existed still loading."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.models.family import family_for_architecture
+from mindspeed_rl.models.spec import ModelSpec
+
+QWEN3_06B = {  # Qwen3-0.6B's shapes: 16 heads x head_dim 128 = 2048 != hidden 1024, tied
+    "architectures": ["Qwen3ForCausalLM"],
+    "hidden_size": 1024,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 3072,
+    "vocab_size": 151936,
+    "rope_theta": 1000000,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
+    "rms_norm_eps": 1e-6,
+}
+
+
+def _spec(**changes) -> ModelSpec:
+    config = {**QWEN3_06B, **changes}
+    return family_for_architecture(config["architectures"][0]).spec_from_hf_config(config)
+
+
+def test_qwen3_spec_reads_head_dim_qk_norm_and_tied_embeddings():
+    spec = _spec()
+    assert spec.family == "qwen3" and spec.qk_norm and not spec.qkv_bias
+    assert spec.head_dim == 128 and spec.hidden_size == 1024 and spec.tie_word_embeddings
+    assert spec.rope_theta == 1e6 and spec.max_position_embeddings == 32768
+
+
+def test_qwen3_head_dim_defaults_to_transformers_128_not_hidden_over_heads():
+    config = dict(QWEN3_06B)
+    del config["head_dim"]
+    spec = family_for_architecture("Qwen3ForCausalLM").spec_from_hf_config(config)
+    assert spec.head_dim == 128  # hidden / heads would be 64
+
+
+def test_qwen3_refusals_are_one_line():
+    for changes, needle in (
+        ({"use_sliding_window": True}, "use_sliding_window"),
+        ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, r"rope scaling \(yarn\)"),
+    ):
+        with pytest.raises(UserError, match=needle) as err:
+            _spec(**changes)
+        assert "\n" not in str(err.value)
+    missing = dict(QWEN3_06B)
+    del missing["num_key_value_heads"]
+    with pytest.raises(UserError, match="Qwen3 config lacks num_key_value_heads"):
+        family_for_architecture("Qwen3ForCausalLM").spec_from_hf_config(missing)
+
+
+def test_tp_must_divide_the_kv_heads():
+    spec = _spec()
+    spec.check_parallel(8, 1)
+    with pytest.raises(UserError, match=r"TP=16 does not divide the model's KV heads \(8\)"):
+        spec.check_parallel(16, 1)
+
+
+def test_specs_saved_before_qk_norm_existed_load():
+    old = _spec().to_dict()
+    del old["qk_norm"]
+    old["family"] = "qwen2"
+    assert ModelSpec.from_dict(old).qk_norm is False
+
+
+def test_moe_architecture_is_refused_by_name():
+    with pytest.raises(UserError, match="unsupported architecture 'Qwen3MoeForCausalLM'"):
+        family_for_architecture("Qwen3MoeForCausalLM")
