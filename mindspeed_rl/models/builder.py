@@ -89,6 +89,9 @@ def transformer_config(
         calculate_per_token_loss=True,
         # variable_seq_lengths is set per schedule call (training.schedule.run_schedule).
         batch_p2p_comm=get_accelerator().batched_p2p,
+        # megatron-core 0.16's default ("full") is the deprecated spelling of "the whole
+        # layer" and warns on every build; the empty list means the same (no CUDA graphs here).
+        cuda_graph_scope=[],
     )
 
 
