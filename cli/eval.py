@@ -1,0 +1,200 @@
+"""Score a checkpoint on held-out sets the way R1-Zero reports are made.
+
+python cli/eval.py --model DIR --data NAME_OR_PREFIX [--data ...] [--n 8] [--k 1 --k 4]
+                   [--temperature 0.6] [--top-p 0.95] [--max-tokens N] [--template NAME]
+                   [--engine vllm|torch] [--infer-tp T] [--out DIR] [--limit N]
+
+DIR is an HF model directory or a Megatron checkpoint (cli/convert_ckpt.py hf2mcore's output
+or a training run's checkpoints/, any TP/PP; exported to a temporary HF directory first).
+--data is a preprocessed prefix (its summary names the template: --template must agree), a
+.jsonl of problem/answer (or question/answer, problem/solution) rows rendered with --template,
+or a name: data/NAME/test when preprocessed, else a bundled set (gsm8k).
+
+Every prompt gets a greedy response (pass@1); with --n > 1 also n samples at --temperature /
+--top-p (avg@k, the unbiased pass@k, maj@k for each --k, default k = n). Prints a table per
+dataset and writes DIR/metrics.json and DIR/samples_NAME.jsonl (prompt, response, score,
+reasons). With --infer-tp > 1 run it under torchrun --nproc-per-node T (vLLM only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eval",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, required=True, help="HF dir or Megatron checkpoint")
+    parser.add_argument("--data", action="append", required=True, metavar="NAME_OR_PREFIX",
+                        help="held-out set; repeatable")  # fmt: skip
+    parser.add_argument("--n", type=int, default=1, help="samples per prompt besides greedy")
+    parser.add_argument("--k", type=int, action="append", default=[],
+                        help="k of avg@k / pass@k / maj@k, <= n; repeatable (default: n)")  # fmt: skip
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-tokens", type=int, default=1024, help="response length limit")
+    parser.add_argument("--template", help="prompt template (configs/model/templates.json)")
+    parser.add_argument("--scorer", help="accuracy scorer (default: gsm8k for GSM8K-style "
+                        "and arithmetic sets, countdown for Countdown, else math)")  # fmt: skip
+    parser.add_argument("--engine", choices=["vllm", "torch"], default="vllm")
+    parser.add_argument("--infer-tp", type=int, default=1, help="vLLM tensor-parallel size")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                        help="inference dtype (default: fp32 on CPU, bf16 on accelerators)")  # fmt: skip
+    parser.add_argument("--limit", type=int, help="first N prompts of each set")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=64, help="prompts per engine call")
+    parser.add_argument("--kv-cache-gb", type=int, default=2, help="vLLM KV cache on CPU, GiB")
+    parser.add_argument("--out", type=Path, help="output directory (default: runs/eval/MODEL)")
+    return parser
+
+
+def _rank_and_world(infer_tp: int, engine: str) -> tuple[int, int]:
+    """This process's rank; under --infer-tp > 1, joins torchrun's process group."""
+    if infer_tp < 1:
+        raise UserError(f"--infer-tp must be >= 1, got {infer_tp}")
+    if infer_tp == 1:
+        return 0, 1
+    if engine != "vllm":
+        raise UserError("--infer-tp > 1 needs --engine vllm; the torch engine runs one process")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != infer_tp:
+        raise UserError(
+            f"--infer-tp {infer_tp} runs one process per rank: start it with "
+            f"torchrun --nproc-per-node {infer_tp} cli/eval.py ... (WORLD_SIZE is {world})"
+        )
+    from mindspeed_rl.accelerator.device import init_distributed
+
+    init_distributed()
+    return int(os.environ["RANK"]), world
+
+
+def _table(results: dict[str, dict]) -> str:
+    columns = sorted({k for r in results.values() for k in r["metrics"]}, key=_column_order)
+    header = ["dataset", "prompts", *columns, "seconds"]
+    rows = [[name, str(r["prompts"]), *(f"{r['metrics'][c]:.4g}" if c in r["metrics"] else "-"
+             for c in columns), f"{r['seconds']:.0f}"] for name, r in results.items()]  # fmt: skip
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def _column_order(name: str) -> tuple[int, int, str]:
+    kinds = ["greedy_pass@1", "greedy_", "avg@", "pass@", "maj@", "format_rate", "mean_length"]
+    kind = next((i for i, k in enumerate(kinds) if name.startswith(k)), len(kinds))
+    k = name.rsplit("@", 1)[-1]
+    return kind, int(k) if k.isdigit() else 0, name
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mindspeed_rl.eval.run import EvalSettings
+
+    settings = EvalSettings(
+        n=args.n, ks=args.k, temperature=args.temperature, top_p=args.top_p,
+        max_tokens=args.max_tokens, seed=args.seed, batch=args.batch, scorer=args.scorer,
+    )  # fmt: skip
+    if args.scorer:
+        from mindspeed_rl.rewards.registry import resolve_scorer
+
+        try:
+            resolve_scorer(args.scorer)
+        except ValueError as err:
+            raise UserError(f"--scorer: {err}") from None
+    rank, _ = _rank_and_world(args.infer_tp, args.engine)
+    with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
+        return _evaluate(args, settings, Path(work), rank)
+
+
+def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
+    from mindspeed_rl.accelerator import get_accelerator
+    from mindspeed_rl.data.tokenization import load_hf_tokenizer
+    from mindspeed_rl.eval import run
+    from mindspeed_rl.rewards import RewardConfig, RewardScorer
+    from mindspeed_rl.rollout import RolloutConfig, SamplingConfig
+    from mindspeed_rl.utils.fs import atomic_write_text
+
+    hf_dir, kind = run.resolve_model(args.model, work)
+    tokenizer = load_hf_tokenizer(hf_dir)
+    datasets = [run.load_eval_data(spec, args.template, hf_dir, args.limit) for spec in args.data]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise UserError(f"--data names the same dataset twice ({', '.join(names)})")
+    config = json.loads((hf_dir / "config.json").read_text())
+    longest = max(len(p) for d in datasets for p in d.prompts)
+    max_model_len = longest + settings.max_tokens
+    positions = config.get("max_position_embeddings")
+    if positions and max_model_len > positions:
+        raise UserError(
+            f"the longest prompt ({longest} tokens) plus --max-tokens {settings.max_tokens} "
+            f"exceeds the model's {positions} positions; lower --max-tokens"
+        )
+    dtype = args.dtype or ("fp32" if get_accelerator().kind == "cpu" else "bf16")
+    rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
+                            max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb)  # fmt: skip
+    out = args.out or Path("runs") / "eval" / args.model.resolve().name
+    started = time.time()
+    engine = run.build_engine(hf_dir, rollout)
+    load_s = time.time() - started
+    results: dict[str, dict] = {}
+    try:
+        for data in datasets:
+            acc = run.scorer_for(data, settings.scorer)
+            scorers = {acc: 1.0, run.FORMAT_SCORER: 0.0} if acc != run.FORMAT_SCORER else {acc: 1.0}
+            began = time.time()
+            with RewardScorer(RewardConfig(scorers=scorers, timeout_s=5.0)) as scorer:
+                greedy_sampling = SamplingConfig(n=1, top_k=1, max_tokens=settings.max_tokens,
+                                                 seed=settings.seed)  # fmt: skip
+                greedy = run.generate_scored(engine, tokenizer, scorer, data, greedy_sampling,
+                                             f"{data.name} greedy", settings.batch, greedy=True)  # fmt: skip
+                sampled = None
+                if settings.n > 1:
+                    sampling = SamplingConfig(n=settings.n, temperature=settings.temperature,
+                                              top_p=settings.top_p, max_tokens=settings.max_tokens,
+                                              seed=settings.seed + 1)  # fmt: skip
+                    sampled = run.generate_scored(engine, tokenizer, scorer, data, sampling,
+                                                  f"{data.name} n={settings.n}", settings.batch)  # fmt: skip
+            metrics = run.metrics_of(greedy, sampled, settings.ks, acc)
+            seconds = time.time() - began
+            results[data.name] = {
+                "prompts": len(data.prompts), "metrics": metrics, "seconds": round(seconds, 1),
+                "source": data.source, "template": data.template, "scorer": acc,
+            }  # fmt: skip
+            if rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                prompts = tokenizer.batch_decode(data.prompts, skip_special_tokens=False)
+                rows = run.sample_rows(data, greedy + (sampled or []), prompts)
+                run.write_jsonl(out / f"samples_{data.name}.jsonl", rows)
+    finally:
+        engine.shutdown()
+    if rank == 0:
+        report = {
+            "model": str(args.model), "model_kind": kind, "engine": args.engine,
+            "infer_tp": args.infer_tp, "dtype": dtype, "n": settings.n, "ks": settings.ks,
+            "temperature": settings.temperature, "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens, "seed": settings.seed,
+            "engine_load_seconds": round(load_s, 1), "datasets": results,
+        }  # fmt: skip
+        atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+        print(_table(results))
+        print(f"wrote {out / 'metrics.json'} and samples_*.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

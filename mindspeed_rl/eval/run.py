@@ -1,0 +1,428 @@
+"""One evaluation run: a model (HF or Megatron), a held-out set, the rollout engine, the scorers.
+
+The pieces are the training run's own: prompts come from a preprocessed dataset (or a JSONL
+rendered with the same template code), responses from the rollout engines the trainer samples
+with, scores from the rule scorers' process pool, metrics from :mod:`mindspeed_rl.eval.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindspeed_rl.checkpoint import megatron_format as mf
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.eval.metrics import greedy_metrics, sampled_metrics
+from mindspeed_rl.rewards.extract import extract_answer, last_number, plain_number
+from mindspeed_rl.rollout import RolloutConfig, RolloutEngine, SamplingConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+BUNDLED = {"gsm8k": REPO_ROOT / "assets" / "gsm8k" / "test.jsonl"}
+"""Named held-out sets that ship with the repository (used when ``data/NAME/test`` is not
+preprocessed)."""
+
+SCORER_OF_HANDLER = {"gsm8k": "gsm8k", "countdown": "countdown"}
+"""Accuracy scorer by dataset handler; every other handler's labels are math answers."""
+
+SCORER_OF_DATASET = {"arithmetic": "gsm8k"}
+"""Accuracy scorer by dataset name where it differs from its handler's (the quick-start's
+arithmetic task is scored like GSM8K, as its training preset does)."""
+
+FORMAT_SCORER = "format"
+
+
+@dataclass
+class EvalData:
+    """A held-out set ready for the engine: prompt ids and labels, and how they were made."""
+
+    name: str
+    prompts: list[list[int]]
+    labels: list[str]
+    template: str | None
+    """The prompt template's name (None when the dataset summary does not say)."""
+    assistant_prefix: str
+    """What the template ends with inside the assistant turn; scored as part of the response."""
+    handler: str | None
+    source: str
+
+
+@dataclass
+class EvalSettings:
+    """How responses are sampled and scored."""
+
+    n: int = 1
+    """Sampled responses per prompt besides the greedy one (1: greedy only)."""
+    ks: list[int] = field(default_factory=list)
+    """k of avg@k / pass@k / maj@k (default: n)."""
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    seed: int = 0
+    batch: int = 64
+    """Prompts per engine call (the progress unit)."""
+    scorer: str | None = None
+    """Accuracy scorer (default: by dataset, see SCORER_OF_DATASET / SCORER_OF_HANDLER)."""
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise UserError(f"--n must be >= 1, got {self.n}")
+        self.ks = self.ks or ([self.n] if self.n > 1 else [])
+        for k in self.ks:
+            if k < 1:
+                raise UserError(f"--k must be >= 1, got {k}")
+            if k > self.n:
+                raise UserError(
+                    f"--k {k} is more than --n {self.n} samples per prompt; raise --n to at "
+                    f"least {k} or lower --k"
+                )
+        if self.max_tokens < 1:
+            raise UserError(f"--max-tokens must be >= 1, got {self.max_tokens}")
+        if self.batch < 1:
+            raise UserError(f"--batch must be >= 1, got {self.batch}")
+        try:
+            SamplingConfig(n=self.n, temperature=self.temperature, top_p=self.top_p)
+        except ValueError as err:
+            raise UserError(str(err).replace("sampling.", "--").replace("_", "-")) from None
+
+
+# -- the model ---------------------------------------------------------------------------
+
+
+def resolve_model(model: Path, workdir: Path) -> tuple[Path, str]:
+    """An HF directory for ``model`` and what it was: ``hf`` or ``megatron``.
+
+    A Megatron checkpoint (hf2mcore's output or a trainer's ``checkpoints/``, any TP/PP) is
+    exported into ``workdir`` first, with the same conversion ``cli/convert_ckpt.py mcore2hf``
+    runs.
+    """
+    if not model.exists():
+        raise UserError(f"--model {model} does not exist; give an HF model directory or a "
+                        "Megatron checkpoint directory")  # fmt: skip
+    if (model / mf.TRACKER).is_file():
+        from mindspeed_rl.checkpoint.convert import mcore_to_hf
+
+        hf_dir = workdir / "hf"
+        mcore_to_hf(model, hf_dir)
+        return hf_dir, "megatron"
+    if (model / "config.json").is_file():
+        return model, "hf"
+    raise UserError(
+        f"--model {model} is neither an HF model directory (no config.json) nor a Megatron "
+        f"checkpoint (no {mf.TRACKER}); point it at one of those"
+    )
+
+
+def hf_weights(hf_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The HF checkpoint's tensors by name, read one at a time."""
+    from mindspeed_rl.checkpoint.hf_io import HFCheckpointReader
+
+    reader = HFCheckpointReader(hf_dir)
+    try:
+        for name in reader.names():
+            yield name, reader.get(name)
+    finally:
+        reader.close()
+
+
+def build_engine(hf_dir: Path, config: RolloutConfig) -> RolloutEngine:
+    """The configured rollout engine holding the weights in ``hf_dir``."""
+    from mindspeed_rl.rollout import create_engine
+
+    engine = create_engine(config, str(hf_dir))
+    engine.load_weights(hf_weights(hf_dir))
+    return engine
+
+
+# -- the data ----------------------------------------------------------------------------
+
+
+def _guess_handler(row: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """Handler and key map for a JSONL row of a usual shape."""
+    if "problem" in row and "answer" in row:
+        return "generic", {"question": "problem", "label": "answer"}
+    if "problem" in row and "solution" in row:
+        return "math", {}
+    if "question" in row and "answer" in row:
+        if "####" in str(row["answer"]):
+            return "gsm8k", {}
+        return "generic", {"label": "answer"}
+    if "question" in row and "label" in row:
+        return "generic", {}
+    if "nums" in row and "target" in row:
+        return "countdown", {}
+    raise UserError(
+        f"cannot tell the fields of rows with keys {sorted(row)}; use problem/answer, "
+        "problem/solution, question/answer or question/label"
+    )
+
+
+def _read_jsonl(path: Path, limit: int | None) -> tuple[list[str], list[str], str]:
+    from mindspeed_rl.data.handlers import RowError, RowView, get_handler
+    from mindspeed_rl.data.readers import read_records
+
+    questions, labels, handler_name = [], [], ""
+    for record in read_records(path):
+        if limit is not None and len(questions) >= limit:
+            break
+        if record.row is None:
+            raise UserError(f"{record.where}: {record.error}; fix the row")
+        if not handler_name:
+            handler_name, map_keys = _guess_handler(record.row)
+            handler = get_handler(handler_name, map_keys)
+        try:
+            example = handler.convert(RowView(record.row, map_keys))
+        except RowError as err:
+            raise UserError(f"{record.where}: {err}; fix the row") from None
+        questions.append(example.question)
+        labels.append(example.label)
+    if not questions:
+        raise UserError(f"{path}: no rows to evaluate")
+    return questions, labels, handler_name
+
+
+def _from_prefix(
+    name: str, prefix: str, template: str | None, tokenizer_dir: Path, limit: int | None
+) -> EvalData:
+    from mindspeed_rl.data.indexed import PromptDataset
+    from mindspeed_rl.data.tokenization import tokenizer_fingerprint
+
+    ds = PromptDataset(prefix)
+    recorded = ds.summary.get("tokenizer_fingerprint")
+    if recorded and recorded != tokenizer_fingerprint(tokenizer_dir):
+        # Ids made by another tokenizer decode to noise: a silently wrong score, not an error.
+        raise UserError(
+            f"{prefix} was tokenized with another tokenizer than the model's; preprocess it "
+            "with the model's tokenizer (tokenizer=MODEL_DIR)"
+        )
+    made_with = ds.summary.get("template")
+    if template is not None and made_with is not None and template != made_with:
+        raise UserError(
+            f"--template {template} but {prefix} was preprocessed with template {made_with}; "
+            f"drop --template or preprocess the dataset with {template}"
+        )
+    rows = range(min(len(ds), limit) if limit is not None else len(ds))
+    return EvalData(
+        name=name,
+        prompts=[ds.prompt_ids(i) for i in rows],
+        labels=[ds.label(i) for i in rows],
+        template=made_with,
+        assistant_prefix=ds.summary.get("assistant_prefix", ""),
+        handler=ds.summary.get("handler"),
+        source=prefix,
+    )
+
+
+def _from_jsonl(
+    name: str, path: Path, template: str | None, tokenizer_dir: Path, limit: int | None
+) -> EvalData:
+    from mindspeed_rl.data.templates import get_template
+    from mindspeed_rl.data.tokenization import encode_prompts, load_hf_tokenizer
+
+    if template is None:
+        raise UserError(
+            f"{path} is raw text: name the prompt template the model was trained with, "
+            "e.g. --template qwen_r1 (see configs/model/templates.json)"
+        )
+    chosen = get_template(template)
+    questions, labels, handler = _read_jsonl(path, limit)
+    hf_tokenizer = load_hf_tokenizer(tokenizer_dir)
+    prompts = [chosen.render(q, hf_tokenizer) for q in questions]
+    ids = list(encode_prompts(prompts, tokenizer_dir, workers=1, hf_tokenizer=hf_tokenizer))
+    return EvalData(name, ids, labels, template, chosen.assistant_prefix, handler, str(path))
+
+
+def load_eval_data(
+    spec: str, template: str | None, tokenizer_dir: Path, limit: int | None = None
+) -> EvalData:
+    """The held-out set ``spec`` names: a preprocessed prefix, a JSONL file, or a dataset name
+    (``data/NAME/test`` when preprocessed, else a set that ships with the repository)."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    path = Path(spec)
+    if Path(spec + "_summary.json").is_file():
+        return _from_prefix(path.name, spec, template, tokenizer_dir, limit)
+    if path.is_file():
+        return _from_jsonl(path.stem, path, template, tokenizer_dir, limit)
+    if "/" not in spec:
+        prefix = REPO_ROOT / "data" / spec / "test"
+        if Path(str(prefix) + "_summary.json").is_file():
+            return _from_prefix(spec, str(prefix), template, tokenizer_dir, limit)
+        if spec in BUNDLED:
+            data = _from_jsonl(spec, BUNDLED[spec], template, tokenizer_dir, limit)
+            return data
+    known = ", ".join(sorted(set(BUNDLED) | _preprocessed_names()))
+    raise UserError(
+        f"--data {spec}: no such dataset; give a preprocessed prefix (PREFIX_summary.json), "
+        f"a .jsonl file, or one of: {known}"
+    )
+
+
+def _preprocessed_names() -> set[str]:
+    return {p.parent.name for p in (REPO_ROOT / "data").glob("*/test_summary.json")}
+
+
+def scorer_for(data: EvalData, override: str | None) -> str:
+    """The accuracy scorer for ``data``: ``override``, else by dataset name, else by handler."""
+    if override:
+        return override
+    if data.name in SCORER_OF_DATASET:
+        return SCORER_OF_DATASET[data.name]
+    return SCORER_OF_HANDLER.get(data.handler or "", "math")
+
+
+# -- scoring -----------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+
+
+def vote_key(text: str, scorer: str) -> str | None:
+    """The final answer of ``text`` as a key for majority voting: spellings of one number
+    count as one vote (``0.5`` and ``\\frac{1}{2}`` do not, unless the math scorer's plain
+    normalisation makes them equal)."""
+    answer = extract_answer(text)
+    if answer is None or not answer.strip():
+        return None
+    if scorer == "gsm8k":
+        number = last_number(answer)
+        return None if number is None else str(number)
+    from mindspeed_rl.rewards.math import normalize_latex
+
+    normalized = normalize_latex(answer)
+    number = plain_number(normalized)
+    if number is not None:
+        return str(Fraction(number))
+    return _SPACES.sub("", normalized)
+
+
+@dataclass
+class Sampled:
+    """One scored response."""
+
+    prompt: int
+    sample: int
+    """-1 for the greedy response, else the index among the sampled ones."""
+    response: str
+    tokens: int
+    finish: str
+    score: float
+    formatted: float
+    reasons: dict[str, str]
+
+
+def _progress(done: int, total: int, what: str, started: float) -> None:
+    rate = done / max(time.time() - started, 1e-9)
+    print(f"\r{what}: {done}/{total} prompts ({rate:.1f}/s)", end="", file=sys.stderr, flush=True)
+    if done == total:
+        print(file=sys.stderr, flush=True)
+
+
+def generate_scored(
+    engine: RolloutEngine,
+    tokenizer: Any,
+    scorer: Any,
+    data: EvalData,
+    sampling: SamplingConfig,
+    what: str,
+    batch: int,
+    greedy: bool = False,
+) -> list[list[Sampled]]:
+    """``sampling.n`` scored responses per prompt, generated ``batch`` prompts at a time
+    (``greedy``: one per prompt, recorded as sample -1)."""
+    groups: list[list[Sampled]] = []
+    started = time.time()
+    total = len(data.prompts)
+    for start in range(0, total, batch):
+        prompts = data.prompts[start : start + batch]
+        # Prompt i of the whole set samples with seed + i, whatever the batch size.
+        chunk = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + start})
+        completions = engine.generate(prompts, chunk)
+        flat = [(start + i, j, c) for i, g in enumerate(completions) for j, c in enumerate(g)]
+        texts = [data.assistant_prefix + t for t in tokenizer.batch_decode(
+            [c.token_ids for _, _, c in flat], skip_special_tokens=True)]  # fmt: skip
+        results = scorer.score_batch(texts, [data.labels[i] for i, _, _ in flat])
+        for (i, j, c), text, result in zip(flat, texts, results):
+            if j == 0:
+                groups.append([])
+            names = list(result.parts)
+            groups[-1].append(
+                Sampled(
+                    i,
+                    -1 if greedy else j,
+                    text,
+                    len(c.token_ids),
+                    c.finish_reason,
+                    result.parts[names[0]],
+                    result.parts.get(FORMAT_SCORER, 0.0),
+                    result.reasons,
+                )  # fmt: skip
+            )
+        _progress(min(start + batch, total), total, what, started)
+    return groups
+
+
+def metrics_of(
+    greedy: list[list[Sampled]], sampled: list[list[Sampled]] | None, ks: Sequence[int],
+    scorer: str,
+) -> dict[str, float]:  # fmt: skip
+    """``greedy_pass@1``, ``greedy_format_rate``, ``greedy_mean_length``; with samples also
+    ``avg@k`` / ``pass@k`` / ``maj@k`` for every k and the samples' ``format_rate`` and
+    ``mean_length``. (With k = 1, ``pass@1`` is the unbiased estimate from all n samples,
+    the figure R1 reports call pass@1; the greedy one keeps its prefix.)"""
+    greedy_part = greedy_metrics(
+        [[s.score for s in g] for g in greedy],
+        formatted=[[s.formatted for s in g] for g in greedy],
+        lengths=[[s.tokens for s in g] for g in greedy],
+    )
+    out = {f"greedy_{name}": value for name, value in greedy_part.items()}
+    if sampled:
+        correct = [[s.score for s in g] for g in sampled]
+        answers = [[vote_key(s.response, scorer) for s in g] for g in sampled]
+        for k in ks:
+            out |= sampled_metrics(correct, k=k, answers=answers)
+        rest = sampled_metrics(correct, formatted=[[s.formatted for s in g] for g in sampled],
+                               lengths=[[s.tokens for s in g] for g in sampled])  # fmt: skip
+        out["format_rate"] = rest["format_rate"]
+        out["mean_length"] = rest["mean_length"]
+    return out
+
+
+def sample_rows(
+    data: EvalData, groups: list[list[Sampled]], prompt_text: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """Per-sample JSONL rows: prompt, response, score and why."""
+    for group in groups:
+        for s in group:
+            yield {
+                "dataset": data.name,
+                "prompt_index": s.prompt,
+                "sample": "greedy" if s.sample < 0 else s.sample,
+                "prompt": prompt_text[s.prompt],
+                "label": data.labels[s.prompt],
+                "response": s.response,
+                "score": s.score,
+                "format": s.formatted,
+                "tokens": s.tokens,
+                "finish": s.finish,
+                "reasons": {k: v for k, v in s.reasons.items() if v},
+            }
+
+
+def write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> None:
+    """Write ``rows`` to ``path`` through a temporary file and a rename."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

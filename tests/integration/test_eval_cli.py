@@ -1,0 +1,140 @@
+"""cli/eval.py end to end on real tiny models: one-line refusals, engine parity, Megatron input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+PARITY = "tests.integration.eval_fixtures:text_parity"
+PROMPTS = 8
+
+
+def _main(argv: list[str]) -> int:
+    sys.path.insert(0, str(REPO_ROOT / "cli"))
+    import importlib
+
+    eval_cli = importlib.import_module("eval")
+    return eval_cli.main(argv)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, smollm2_dir) -> Path:
+    # A random 2-layer model with SmolLM2's tokenizer: real prompts, fast generation.
+    from tests.tiny_models import make_tiny_model
+
+    # Qwen2 has untied embeddings: a random tied model repeats one token for every prompt.
+    return make_tiny_model("qwen2", tmp_path_factory.mktemp("eval-model"), seed=3,
+                           tokenizer_dir=smollm2_dir, num_layers=2, hidden_size=128)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def jsonl(tmp_path_factory) -> Path:
+    # GSM8K questions (varied text: a random model's greedy responses differ between them),
+    # in the problem / answer shape of MATH-500-style files.
+    path = tmp_path_factory.mktemp("eval-data") / "sums.jsonl"
+    lines = (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()[:PROMPTS]
+    rows = [json.loads(line) for line in lines]
+    rows = [
+        {"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()} for r in rows
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prefix(jsonl, model_dir) -> str:
+    from mindspeed_rl.data.preprocess import DatasetConfig, preprocess
+
+    out = str(jsonl.parent / "sums_test")
+    preprocess(DatasetConfig(input=str(jsonl), output_prefix=out, handler="generic",
+                             map_keys={"question": "problem", "label": "answer"},
+                             template="chatml_r1_oneshot", tokenizer=str(model_dir)))  # fmt: skip
+    return out
+
+
+def _eval(tmp_path: Path, name: str, *args: str) -> tuple[dict, list[dict]]:
+    out = tmp_path / name
+    assert _main([*args, "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    (samples,) = out.glob("samples_*.jsonl")
+    return report, [json.loads(line) for line in samples.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "no/such/model", "--data", "gsm8k"], "does not exist"),
+        (["--data", "no_such_set"], "no such dataset"),
+        (["--data", "PREFIX", "--template", "qwen_r1"], "preprocessed with template chatml_r1_oneshot"),
+        (["--data", "JSONL"], "name the prompt template"),
+        (["--data", "gsm8k", "--n", "4", "--k", "8"], "--k 8 is more than --n 4"),
+        (["--data", "gsm8k", "--template", "no_such_template"], "unknown template"),
+        (["--data", "gsm8k", "--template", "qwen_r1", "--infer-tp", "2"], "needs --engine vllm"),
+        (["--data", "gsm8k", "--infer-tp", "2", "--engine", "vllm"], "torchrun --nproc-per-node 2"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(extra, needle, model_dir, prefix, jsonl, capsys):
+    argv = [a.replace("PREFIX", prefix).replace("JSONL", str(jsonl)) for a in extra]
+    if "--model" not in argv:
+        argv = ["--model", str(model_dir), *argv]
+    if "--engine" not in argv:
+        argv += ["--engine", "torch"]
+    assert _main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert needle in err[0], err
+
+
+def test_exit_status_of_the_real_command(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "cli/eval.py", "--model", str(tmp_path / "nothing"), "--data", "gsm8k"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("eval: error: --model")
+
+
+def test_torch_and_vllm_give_the_same_greedy_pass_at_1(model_dir, prefix, tmp_path):
+    common = ["--model", str(model_dir), "--data", prefix, "--scorer", PARITY,
+              "--max-tokens", "12"]  # fmt: skip
+    torch_report, torch_rows = _eval(tmp_path, "torch", *common, "--engine", "torch",
+                                     "--n", "3", "--k", "1", "--k", "3")  # fmt: skip
+    vllm_report, vllm_rows = _eval(tmp_path, "vllm", *common, "--engine", "vllm")
+    torch_metrics = torch_report["datasets"]["sums_test"]["metrics"]
+    vllm_metrics = vllm_report["datasets"]["sums_test"]["metrics"]
+    # The scorer marks about half of random responses right: a real pass@1 to agree on.
+    assert 0 < vllm_metrics["greedy_pass@1"] < 1, vllm_metrics
+    assert torch_metrics["greedy_pass@1"] == vllm_metrics["greedy_pass@1"]
+    greedy = [r for r in torch_rows if r["sample"] == "greedy"]
+    assert [r["response"] for r in greedy] == [r["response"] for r in vllm_rows]
+    # Greedy + 3 samples per prompt; every sampled metric at both k.
+    assert len(torch_rows) == 4 * PROMPTS and len(vllm_rows) == PROMPTS
+    assert {"avg@1", "pass@1", "avg@3", "pass@3", "maj@1", "maj@3"} <= set(torch_metrics)
+    assert torch_metrics["pass@3"] >= torch_metrics["avg@3"]
+    assert vllm_rows[0]["prompt"].endswith("<think>") and vllm_rows[0]["response"].startswith(
+        "<think>"
+    )
+
+
+def test_megatron_checkpoint_equals_its_hf_export(model_dir, jsonl, tmp_path):
+    from mindspeed_rl.checkpoint.convert import hf_to_mcore
+
+    mcore = tmp_path / "mcore"
+    hf_to_mcore(model_dir, mcore, tp=1, pp=2)
+    common = ["--data", str(jsonl), "--template", "chatml_r1", "--scorer", PARITY,
+              "--max-tokens", "10", "--engine", "torch"]  # fmt: skip
+    hf_report, hf_rows = _eval(tmp_path, "hf", "--model", str(model_dir), *common)
+    mc_report, mc_rows = _eval(tmp_path, "mc", "--model", str(mcore), *common)
+    assert mc_report["model_kind"] == "megatron" and hf_report["model_kind"] == "hf"
+    assert mc_report["datasets"] == {
+        name: {**result, "seconds": mc_report["datasets"][name]["seconds"]}
+        for name, result in hf_report["datasets"].items()
+    }
+    assert [r["response"] for r in mc_rows] == [r["response"] for r in hf_rows]
