@@ -131,7 +131,14 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
 
     hf_dir, kind = run.resolve_model(args.model, work)
     tokenizer = load_hf_tokenizer(hf_dir)
-    datasets = [run.load_eval_data(spec, args.template, hf_dir, args.limit) for spec in args.data]
+    # A training run's model is evaluated with its training template unless told otherwise.
+    trained = run.trained_template(args.model)
+    datasets = [
+        run.load_eval_data(spec, args.template, hf_dir, args.limit, trained[0] if trained else None)
+        for spec in args.data
+    ]
+    for data in datasets:
+        run.check_template(args.model, data)
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise UserError(f"--data names the same dataset twice ({', '.join(names)})")

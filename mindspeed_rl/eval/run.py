@@ -89,10 +89,13 @@ class EvalSettings:
             raise UserError(f"--max-tokens must be >= 1, got {self.max_tokens}")
         if self.batch < 1:
             raise UserError(f"--batch must be >= 1, got {self.batch}")
-        try:
-            SamplingConfig(n=self.n, temperature=self.temperature, top_p=self.top_p)
-        except ValueError as err:
-            raise UserError(str(err).replace("sampling.", "--").replace("_", "-")) from None
+        if not self.temperature > 0:
+            raise UserError(
+                f"--temperature must be > 0, got {self.temperature} (the greedy response is "
+                "always scored; --temperature is for the --n samples)"
+            )
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
 
 
 # -- the model ---------------------------------------------------------------------------
@@ -120,6 +123,34 @@ def resolve_model(model: Path, workdir: Path) -> tuple[Path, str]:
         f"--model {model} is neither an HF model directory (no config.json) nor a Megatron "
         f"checkpoint (no {mf.TRACKER}); point it at one of those"
     )
+
+
+def trained_template(model: Path) -> tuple[str, str] | None:
+    """The template of the prompts a training run trained ``model`` on, and where that is said.
+
+    A run directory holds ``config.json`` (its ``data.train_prefix``) beside ``checkpoints/``
+    and ``hf/``; the training set's summary names the template. None for any other model.
+    """
+    run_config = model.resolve().parent / "config.json"
+    try:
+        train_prefix = json.loads(run_config.read_text())["data"]["train_prefix"]
+        path = Path(train_prefix)
+        summary_path = Path(str(path if path.is_absolute() else REPO_ROOT / path) + "_summary.json")
+        template = json.loads(summary_path.read_text())["template"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (template, str(run_config)) if isinstance(template, str) else None
+
+
+def check_template(model: Path, data: EvalData) -> None:
+    """Refuse prompts rendered with another template than the one the model was trained on."""
+    trained = trained_template(model)
+    if trained is not None and data.template is not None and data.template != trained[0]:
+        raise UserError(
+            f"{model} was trained on prompts of template {trained[0]} ({trained[1]}) but "
+            f"{data.source} uses {data.template}; evaluate with --template {trained[0]} or a set "
+            "preprocessed with it"
+        )
 
 
 def hf_weights(hf_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
@@ -242,24 +273,30 @@ def _from_jsonl(
 
 
 def load_eval_data(
-    spec: str, template: str | None, tokenizer_dir: Path, limit: int | None = None
+    spec: str,
+    template: str | None,
+    tokenizer_dir: Path,
+    limit: int | None = None,
+    raw_default: str | None = None,
 ) -> EvalData:
     """The held-out set ``spec`` names: a preprocessed prefix, a JSONL file, or a dataset name
-    (``data/NAME/test`` when preprocessed, else a set that ships with the repository)."""
+    (``data/NAME/test`` when preprocessed, else a set that ships with the repository).
+
+    ``template`` must match a prefix's own; raw files are rendered with it, or with
+    ``raw_default`` (the model's training template) when it is None."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
     path = Path(spec)
     if Path(spec + "_summary.json").is_file():
         return _from_prefix(path.name, spec, template, tokenizer_dir, limit)
     if path.is_file():
-        return _from_jsonl(path.stem, path, template, tokenizer_dir, limit)
+        return _from_jsonl(path.stem, path, template or raw_default, tokenizer_dir, limit)
     if "/" not in spec:
         prefix = REPO_ROOT / "data" / spec / "test"
         if Path(str(prefix) + "_summary.json").is_file():
             return _from_prefix(spec, str(prefix), template, tokenizer_dir, limit)
         if spec in BUNDLED:
-            data = _from_jsonl(spec, BUNDLED[spec], template, tokenizer_dir, limit)
-            return data
+            return _from_jsonl(spec, BUNDLED[spec], template or raw_default, tokenizer_dir, limit)
     known = ", ".join(sorted(set(BUNDLED) | _preprocessed_names()))
     raise UserError(
         f"--data {spec}: no such dataset; give a preprocessed prefix (PREFIX_summary.json), "

@@ -138,3 +138,34 @@ def test_megatron_checkpoint_equals_its_hf_export(model_dir, jsonl, tmp_path):
         for name, result in hf_report["datasets"].items()
     }
     assert [r["response"] for r in mc_rows] == [r["response"] for r in hf_rows]
+
+
+@pytest.mark.slow
+def test_smollm2_gsm8k_torch_equals_vllm(smollm2_dir, tmp_path):
+    # The bundled real model on 32 GSM8K test prompts: greedy responses (16 tokens, what fits
+    # the time of a test on 2 cores) and pass@1 agree between the two engines.
+    common = ["--model", str(smollm2_dir), "--data", "gsm8k", "--limit", "32",
+              "--template", "chatml_r1_oneshot", "--max-tokens", "16"]  # fmt: skip
+    torch_report, torch_rows = _eval(tmp_path, "torch", *common, "--engine", "torch")
+    vllm_report, vllm_rows = _eval(tmp_path, "vllm", *common, "--engine", "vllm")
+    assert len(vllm_rows) == 32
+    assert [r["response"] for r in torch_rows] == [r["response"] for r in vllm_rows]
+    assert (torch_report["datasets"]["gsm8k"]["metrics"]["greedy_pass@1"]
+            == vllm_report["datasets"]["gsm8k"]["metrics"]["greedy_pass@1"])  # fmt: skip
+
+
+def test_a_training_runs_model_keeps_its_template(model_dir, prefix, jsonl, tmp_path, capsys):
+    # A run directory: config.json names the training set, whose summary names the template.
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run / "hf")
+    (run / "config.json").write_text(json.dumps({"data": {"train_prefix": prefix}}))
+    argv = ["--model", str(run / "hf"), "--data", str(jsonl), "--engine", "torch"]
+    assert _main([*argv, "--template", "chatml_r1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained on prompts of template chatml_r1_oneshot" in err[0], err
+    # Without --template a raw file is rendered with the training template.
+    report, rows = _eval(tmp_path, "default", *argv, "--max-tokens", "2", "--limit", "2")
+    assert report["datasets"]["sums"]["template"] == "chatml_r1_oneshot"
+    assert rows[0]["prompt"].endswith("<think>")
