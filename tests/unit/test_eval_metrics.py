@@ -129,3 +129,17 @@ def test_greedy_and_sampled_dicts():
     assert sampled == {"avg@4": 0.25, "pass@4": 0.5, "maj@4": 0.5}
     with pytest.raises(ValueError, match="greater|more than"):
         greedy_metrics([[1], []])
+
+
+def test_vote_keys_merge_spellings_of_one_number():
+    from mindspeed_rl.eval.run import vote_key
+
+    def key(answer: str, scorer: str = "math") -> str | None:
+        return vote_key(f"<think>w</think> <answer>{answer}</answer>", scorer)
+
+    assert key("1,000") == key("1000.0") == key("$1000$") == "1000"
+    assert key("\\dfrac{1}{2}") == key("\\frac{1}{2}") != key("\\frac{1}{3}")
+    assert key("(1, 2)") == key("\\left( 1,2 \\right)")
+    assert key("$18", "gsm8k") == key("18 dollars", "gsm8k") == "18"
+    assert vote_key("no tags at all", "math") is None
+    assert key(" ") is None
