@@ -40,12 +40,17 @@ arithmetic task is scored like GSM8K, as its training preset does)."""
 
 FORMAT_SCORER = "format"
 
+SPLITS = ("test", "val", "validation", "dev", "train")
+"""Prefix names that are a split of the set named by their directory."""
+
 
 @dataclass
 class EvalData:
     """A held-out set ready for the engine: prompt ids and labels, and how they were made."""
 
     name: str
+    family: str
+    """What kind of set it is (``arithmetic`` for ``data/arithmetic/test``): picks the scorer."""
     prompts: list[list[int]]
     labels: list[str]
     template: str | None
@@ -222,7 +227,12 @@ def _read_jsonl(path: Path, limit: int | None) -> tuple[list[str], list[str], st
 
 
 def _from_prefix(
-    name: str, prefix: str, template: str | None, tokenizer_dir: Path, limit: int | None
+    name: str,
+    family: str,
+    prefix: str,
+    template: str | None,
+    tokenizer_dir: Path,
+    limit: int | None,
 ) -> EvalData:
     from mindspeed_rl.data.indexed import PromptDataset
     from mindspeed_rl.data.tokenization import tokenizer_fingerprint
@@ -244,6 +254,7 @@ def _from_prefix(
     rows = range(min(len(ds), limit) if limit is not None else len(ds))
     return EvalData(
         name=name,
+        family=family,
         prompts=[ds.prompt_ids(i) for i in rows],
         labels=[ds.label(i) for i in rows],
         template=made_with,
@@ -269,7 +280,7 @@ def _from_jsonl(
     hf_tokenizer = load_hf_tokenizer(tokenizer_dir)
     prompts = [chosen.render(q, hf_tokenizer) for q in questions]
     ids = list(encode_prompts(prompts, tokenizer_dir, workers=1, hf_tokenizer=hf_tokenizer))
-    return EvalData(name, ids, labels, template, chosen.assistant_prefix, handler, str(path))
+    return EvalData(name, name, ids, labels, template, chosen.assistant_prefix, handler, str(path))
 
 
 def load_eval_data(
@@ -288,13 +299,17 @@ def load_eval_data(
         raise UserError(f"--limit must be >= 1, got {limit}")
     path = Path(spec)
     if Path(spec + "_summary.json").is_file():
-        return _from_prefix(path.name, spec, template, tokenizer_dir, limit)
+        # data/arithmetic/test is "arithmetic_test" of family "arithmetic": a split's name
+        # alone would name many sets.
+        family = path.parent.name if path.name in SPLITS and path.parent.name else path.name
+        name = f"{family}_{path.name}" if family != path.name else family
+        return _from_prefix(name, family, spec, template, tokenizer_dir, limit)
     if path.is_file():
         return _from_jsonl(path.stem, path, template or raw_default, tokenizer_dir, limit)
     if "/" not in spec:
         prefix = REPO_ROOT / "data" / spec / "test"
         if Path(str(prefix) + "_summary.json").is_file():
-            return _from_prefix(spec, str(prefix), template, tokenizer_dir, limit)
+            return _from_prefix(f"{spec}_test", spec, str(prefix), template, tokenizer_dir, limit)
         if spec in BUNDLED:
             return _from_jsonl(spec, BUNDLED[spec], template or raw_default, tokenizer_dir, limit)
     known = ", ".join(sorted(set(BUNDLED) | _preprocessed_names()))
@@ -312,8 +327,8 @@ def scorer_for(data: EvalData, override: str | None) -> str:
     """The accuracy scorer for ``data``: ``override``, else by dataset name, else by handler."""
     if override:
         return override
-    if data.name in SCORER_OF_DATASET:
-        return SCORER_OF_DATASET[data.name]
+    if data.family in SCORER_OF_DATASET:
+        return SCORER_OF_DATASET[data.family]
     return SCORER_OF_HANDLER.get(data.handler or "", "math")
 
 
