@@ -59,3 +59,17 @@ def tiny_qwen3_wide_heads_dir(tmp_path_factory) -> Path:
         num_attention_heads=4,
         tie_word_embeddings=True,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_moe_dir(tmp_path_factory) -> Path:
+    """Qwen3-MoE: 4 experts of width 64, top-2 renormalised; head_dim 64 with hidden 128 /
+    4 heads (as in Qwen3-30B-A3B, q is wider than hidden), untied."""
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model(
+        "qwen3_moe",
+        tmp_path_factory.mktemp("tiny-qwen3-moe"),
+        hidden_size=128,
+        num_attention_heads=4,
+    )

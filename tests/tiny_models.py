@@ -38,6 +38,8 @@ def make_tiny_model(
         Qwen2ForCausalLM,
         Qwen3Config,
         Qwen3ForCausalLM,
+        Qwen3MoeConfig,
+        Qwen3MoeForCausalLM,
     )
 
     torch.manual_seed(seed)
@@ -71,6 +73,14 @@ def make_tiny_model(
     elif family == "qwen3":
         config = Qwen3Config(**common, tie_word_embeddings=tied, rope_theta=1000000.0)
         model = Qwen3ForCausalLM(config)
+    elif family == "qwen3_moe":
+        # 4 experts, top-2, renormalised (as Qwen3-30B-A3B), every layer sparse.
+        config = Qwen3MoeConfig(
+            **common, tie_word_embeddings=tied, rope_theta=1000000.0, num_experts=4,
+            num_experts_per_tok=2, moe_intermediate_size=hidden_size // 2,
+            norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+        )  # fmt: skip
+        model = Qwen3MoeForCausalLM(config)
     else:
         raise ValueError(family)
     # Random init leaves norms at 1 and biases at 0; perturb them so a swapped or dropped

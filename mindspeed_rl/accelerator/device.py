@@ -148,6 +148,7 @@ def prepare_for_megatron() -> None:
     (``device="cuda"`` factories, ``Tensor.type()`` checks) are handled by
     :func:`megatron_device_scope` where megatron-core runs.
     """
+    _define_router_gemm_without_te()
     kind = get_accelerator().kind
     if kind == "npu":
         import torch_npu.contrib.transfer_to_npu  # noqa: F401  (maps torch.cuda onto the NPU)
@@ -156,6 +157,8 @@ def prepare_for_megatron() -> None:
     if kind != "cpu":
         return
     import megatron.core.tensor_parallel.random as mcore_random
+
+    _moe_dispatch_on_cpu()
 
     torch.cuda.current_device = lambda: torch.device("cpu")  # type: ignore[assignment]
     torch.cuda.get_rng_state = lambda device=None: torch.get_rng_state()  # type: ignore[assignment]
@@ -168,6 +171,62 @@ def prepare_for_megatron() -> None:
         torch.set_rng_state(new_state)
 
     mcore_random._set_cuda_rng_state = _set_cpu_rng_state
+
+
+def _define_router_gemm_without_te() -> None:
+    """megatron-core 0.16.1's MoE router reads ``te_general_gemm``, a name its ``moe_utils``
+    binds only when Transformer Engine imports: without TE (CPU, NPU, a GPU without it) every
+    router forward raises NameError. None is what the router's own check means by "no TE"."""
+    from megatron.core.transformer.moe import moe_utils
+
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
+
+
+class _CpuEvent:
+    def synchronize(self) -> None:
+        pass
+
+
+class _CpuStream:
+    """A CUDA stream's meaning for CPU tensors: none; every op has finished when it returns."""
+
+    def __new__(cls, *args, **kwargs):
+        return _CPU_STREAM
+
+    def wait_stream(self, stream: object) -> None:
+        pass
+
+    def record_event(self, event: object = None) -> _CpuEvent:
+        return _CpuEvent()
+
+
+_CPU_STREAM = object.__new__(_CpuStream)
+
+
+def _moe_dispatch_on_cpu() -> None:
+    """CPU meanings for megatron-core's all-to-all MoE token dispatcher.
+
+    It copies the per-rank split sizes device-to-host on a side CUDA stream
+    (``torch.cuda.Stream`` / ``current_stream`` / ``stream``, an event to wait on), and that
+    copy is also where they become the numpy arrays ``all_to_all_single`` takes: for a tensor
+    already on the CPU ``maybe_move_tensor_to_cpu`` returns it unchanged and the collective
+    refuses it (TypeError). On CPU the streams are no-ops and the copy is ``.numpy()``.
+    Checked by tools/probe_moe_cpu.py (EP2 over gloo = EP1).
+    """
+    from megatron.core.transformer.moe import moe_utils, token_dispatcher
+
+    torch.cuda.Stream = _CpuStream  # type: ignore[misc, assignment]
+    torch.cuda.current_stream = lambda device=None: _CPU_STREAM  # type: ignore[assignment]
+    torch.cuda.stream = lambda stream=None: contextlib.nullcontext()  # type: ignore[assignment]
+    to_host = moe_utils.maybe_move_tensor_to_cpu
+
+    def maybe_move_tensor_to_cpu(tensor, as_numpy: bool = False, record_stream: bool = False):
+        if as_numpy and torch.is_tensor(tensor) and tensor.device.type == "cpu":
+            return tensor.numpy()
+        return to_host(tensor, as_numpy=as_numpy, record_stream=record_stream)
+
+    token_dispatcher.maybe_move_tensor_to_cpu = maybe_move_tensor_to_cpu
 
 
 def _is_cuda_device(device: object) -> bool:

@@ -327,6 +327,7 @@ class GRPOConfig:
             raw
         )
         spec.check_parallel(m.tp, m.pp)
+        spec.check_trainable(m.tp)
         heads, kv = spec.num_attention_heads, spec.num_kv_heads
         if heads % infer_tp or (kv % infer_tp and infer_tp % kv):
             raise UserError(

@@ -46,6 +46,7 @@ def transformer_config(
     full = recompute.granularity == "full"
     fp16 = params_dtype == torch.float16
     return TransformerConfig(
+        **_moe_kwargs(spec),
         num_layers=spec.num_layers,
         hidden_size=spec.hidden_size,
         num_attention_heads=spec.num_attention_heads,
@@ -95,6 +96,32 @@ def transformer_config(
     )
 
 
+def _moe_kwargs(spec: ModelSpec) -> dict:
+    """megatron-core's MoE layer as Qwen3-MoE routes: softmax router, top-k, renormalised
+    (Megatron's top-k over logits then softmax) or not (softmax first), dropless, no shared
+    expert, no auxiliary or z-loss (an RL update has no load-balancing term)."""
+    if not spec.is_moe:
+        return {}
+    return dict(
+        num_moe_experts=spec.num_experts,
+        moe_router_topk=spec.moe_topk,
+        moe_ffn_hidden_size=spec.moe_ffn_hidden_size,
+        moe_router_score_function="softmax",
+        moe_router_pre_softmax=not spec.norm_topk_prob,
+        moe_router_load_balancing_type="none",
+        moe_aux_loss_coeff=0.0,
+        # Routing decisions in fp32 whatever the params dtype: a bf16 tie flips the expert.
+        moe_router_dtype="fp32",
+        # The all-to-all dispatcher is megatron-core's expert-parallel path; it runs on CPU
+        # over gloo with the accelerator layer's CPU meanings (see prepare_for_megatron).
+        moe_token_dispatcher_type="alltoall",
+        # Grouped GEMM needs Transformer Engine or CUTLASS kernels; SequentialMLP computes the
+        # same experts one after another.
+        moe_grouped_gemm=False,
+        moe_permute_fusion=False,
+    )
+
+
 def build_gpt_model(
     spec: ModelSpec,
     padded_vocab_size: int,
@@ -114,7 +141,10 @@ def build_gpt_model(
     model = GPTModel(
         config=config,
         transformer_layer_spec=get_gpt_layer_local_spec(
-            normalization="RMSNorm", qk_layernorm=spec.qk_norm
+            num_experts=spec.num_experts or None,
+            moe_grouped_gemm=False,
+            normalization="RMSNorm",
+            qk_layernorm=spec.qk_norm,
         ),
         vocab_size=padded_vocab_size,
         max_sequence_length=max_sequence_length or spec.max_position_embeddings,

@@ -30,6 +30,11 @@ class HFLayerNames:
     q_norm: str = "model.layers.{i}.self_attn.q_norm.weight"
     """Per-head query RMSNorm (families with ``ModelSpec.qk_norm``)."""
     k_norm: str = "model.layers.{i}.self_attn.k_norm.weight"
+    router: str = "model.layers.{i}.mlp.gate.weight"
+    """MoE families: the router, and expert ``{e}``'s SwiGLU MLP."""
+    expert_gate: str = "model.layers.{i}.mlp.experts.{e}.gate_proj.weight"
+    expert_up: str = "model.layers.{i}.mlp.experts.{e}.up_proj.weight"
+    expert_down: str = "model.layers.{i}.mlp.experts.{e}.down_proj.weight"
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ def _load_families() -> None:
     import mindspeed_rl.models.llama  # noqa: F401  (registers)
     import mindspeed_rl.models.qwen2  # noqa: F401  (registers)
     import mindspeed_rl.models.qwen3  # noqa: F401  (registers)
+    import mindspeed_rl.models.qwen3_moe  # noqa: F401  (registers)
 
 
 def supported_architectures() -> list[str]:

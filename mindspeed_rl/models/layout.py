@@ -31,6 +31,12 @@ PRE_MLP_NORM = "pre_mlp_layernorm.weight"
 Q_NORM = "self_attention.q_layernorm.weight"
 K_NORM = "self_attention.k_layernorm.weight"
 
+# MoE layers (megatron-core's MoE layer, SequentialMLP experts): a replicated router and, per
+# expert, a TP-split [gate_r; up_r] / down pair laid out like the dense MLP's.
+ROUTER_W = "mlp.router.weight"
+EXPERT_FC1_W = "mlp.experts.local_experts.{e}.linear_fc1.weight"
+EXPERT_FC2_W = "mlp.experts.local_experts.{e}.linear_fc2.weight"
+
 EMBEDDING = "embedding.word_embeddings.weight"
 FINAL_NORM = "decoder.final_layernorm.weight"
 OUTPUT_LAYER = "output_layer.weight"
@@ -47,6 +53,19 @@ LAYER_TP_DIM: dict[str, int | None] = {
     Q_NORM: None,
     K_NORM: None,
 }
+
+
+def layer_tp_dims(spec: ModelSpec) -> dict[str, int | None]:
+    """:data:`LAYER_TP_DIM` for ``spec``'s layers: with experts, the router and each expert's
+    two matrices take the dense MLP's place."""
+    if not spec.is_moe:
+        return LAYER_TP_DIM
+    dims = {k: v for k, v in LAYER_TP_DIM.items() if k not in (FC1_W, FC2_W)}
+    dims[ROUTER_W] = None
+    for e in range(spec.num_experts):
+        dims[EXPERT_FC1_W.format(e=e)] = 0
+        dims[EXPERT_FC2_W.format(e=e)] = 1
+    return dims
 
 
 def layer_prefix(local_index: int) -> str:
@@ -111,9 +130,17 @@ def hf_layer_to_mcore(
     per_rank = {
         QKV_W: qkv_w.chunk(tp, dim=0),
         PROJ_W: get(n.o.format(i=i)).chunk(tp, dim=1),
-        FC1_W: fuse_gate_up(get(n.gate.format(i=i)), get(n.up.format(i=i)), tp),
-        FC2_W: get(n.down.format(i=i)).chunk(tp, dim=1),
     }
+    if spec.is_moe:
+        for e in range(spec.num_experts):
+            gate, up = get(n.expert_gate.format(i=i, e=e)), get(n.expert_up.format(i=i, e=e))
+            per_rank[EXPERT_FC1_W.format(e=e)] = fuse_gate_up(gate, up, tp)
+            per_rank[EXPERT_FC2_W.format(e=e)] = get(n.expert_down.format(i=i, e=e)).chunk(
+                tp, dim=1
+            )
+    else:
+        per_rank[FC1_W] = fuse_gate_up(get(n.gate.format(i=i)), get(n.up.format(i=i)), tp)
+        per_rank[FC2_W] = get(n.down.format(i=i)).chunk(tp, dim=1)
     if spec.qkv_bias:
         qkv_b = fuse_qkv(
             get(f"{n.q.format(i=i)}.bias"),
@@ -129,6 +156,8 @@ def hf_layer_to_mcore(
     if spec.qk_norm:
         replicated[Q_NORM] = get(n.q_norm.format(i=i))
         replicated[K_NORM] = get(n.k_norm.format(i=i))
+    if spec.is_moe:
+        replicated[ROUTER_W] = get(n.router.format(i=i))
     for r in range(tp):
         for name, parts in per_rank.items():
             shards[r][name] = parts[r].clone()
@@ -157,10 +186,19 @@ def mcore_layer_to_hf(
         out[f"{n.k.format(i=i)}.bias"] = kb
         out[f"{n.v.format(i=i)}.bias"] = vb
     out[n.o.format(i=i)] = torch.cat([s[PROJ_W] for s in shards], dim=1)
-    gate, up = unfuse_gate_up([s[FC1_W] for s in shards])
-    out[n.gate.format(i=i)] = gate
-    out[n.up.format(i=i)] = up
-    out[n.down.format(i=i)] = torch.cat([s[FC2_W] for s in shards], dim=1)
+    if spec.is_moe:
+        out[n.router.format(i=i)] = shards[0][ROUTER_W]
+        for e in range(spec.num_experts):
+            gate, up = unfuse_gate_up([s[EXPERT_FC1_W.format(e=e)] for s in shards])
+            out[n.expert_gate.format(i=i, e=e)] = gate
+            out[n.expert_up.format(i=i, e=e)] = up
+            down = torch.cat([s[EXPERT_FC2_W.format(e=e)] for s in shards], dim=1)
+            out[n.expert_down.format(i=i, e=e)] = down
+    else:
+        gate, up = unfuse_gate_up([s[FC1_W] for s in shards])
+        out[n.gate.format(i=i)] = gate
+        out[n.up.format(i=i)] = up
+        out[n.down.format(i=i)] = torch.cat([s[FC2_W] for s in shards], dim=1)
     out[n.input_norm.format(i=i)] = shards[0][INPUT_NORM]
     out[n.post_attn_norm.format(i=i)] = shards[0][PRE_MLP_NORM]
     if spec.qk_norm:
@@ -186,9 +224,17 @@ def expected_hf_shapes(family: ModelFamily, spec: ModelSpec) -> dict[str, tuple[
             if spec.qkv_bias:
                 shapes[f"{proj.format(i=i)}.bias"] = (out,)
         shapes[n.o.format(i=i)] = (h, q_out)
-        shapes[n.gate.format(i=i)] = (spec.ffn_hidden_size, h)
-        shapes[n.up.format(i=i)] = (spec.ffn_hidden_size, h)
-        shapes[n.down.format(i=i)] = (h, spec.ffn_hidden_size)
+        if spec.is_moe:
+            f = spec.moe_ffn_hidden_size
+            shapes[n.router.format(i=i)] = (spec.num_experts, h)
+            for e in range(spec.num_experts):
+                shapes[n.expert_gate.format(i=i, e=e)] = (f, h)
+                shapes[n.expert_up.format(i=i, e=e)] = (f, h)
+                shapes[n.expert_down.format(i=i, e=e)] = (h, f)
+        else:
+            shapes[n.gate.format(i=i)] = (spec.ffn_hidden_size, h)
+            shapes[n.up.format(i=i)] = (spec.ffn_hidden_size, h)
+            shapes[n.down.format(i=i)] = (h, spec.ffn_hidden_size)
         shapes[n.input_norm.format(i=i)] = (h,)
         shapes[n.post_attn_norm.format(i=i)] = (h,)
         if spec.qk_norm:

@@ -31,6 +31,15 @@ class ModelSpec:
     qk_norm: bool = False
     """Whether each attention head's query and key go through an RMSNorm of width head_dim
     before RoPE (Qwen3). Defaulted so that checkpoints written before the field load."""
+    num_experts: int = 0
+    """Routed experts per layer (0: a dense MLP). Every layer is sparse when > 0."""
+    moe_topk: int = 0
+    """Experts each token is sent to."""
+    moe_ffn_hidden_size: int = 0
+    """Hidden width of one expert's SwiGLU MLP."""
+    norm_topk_prob: bool = True
+    """Whether the top-k routing probabilities are renormalised to sum to 1 (Qwen3-MoE's
+    ``norm_topk_prob``); otherwise they stay the softmax over all experts."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +47,10 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
         return cls(**data)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
 
     @property
     def heads_per_group(self) -> int:
@@ -52,10 +65,15 @@ class ModelSpec:
         """Refuse a TP/PP layout this model cannot be split into, naming the conflict."""
         if tp < 1 or pp < 1:
             raise UserError(f"TP and PP must be >= 1, got TP={tp} PP={pp}")
+        mlp = (
+            ("expert FFN hidden size", self.moe_ffn_hidden_size)
+            if self.is_moe
+            else ("FFN hidden size", self.ffn_hidden_size)
+        )
         for what, size in (
             ("attention heads", self.num_attention_heads),
             ("KV heads", self.num_kv_heads),
-            ("FFN hidden size", self.ffn_hidden_size),
+            mlp,
         ):
             if size % tp:
                 raise UserError(
@@ -71,6 +89,19 @@ class ModelSpec:
             raise UserError(
                 f"PP={pp} does not divide the model's layer count ({self.num_layers}); "
                 f"choose a PP that divides {self.num_layers}"
+            )
+
+    def check_trainable(self, tp: int) -> None:
+        """Refuse a training layout megatron-core's local layer spec cannot run.
+
+        megatron-core's MoE layer refuses to train at TP > 1 without sequence parallelism, and
+        the local spec's norms (torch's, no Transformer Engine or apex) refuse sequence
+        parallelism, so an MoE model trains at TP = 1 (forward-only passes run at any TP).
+        """
+        if self.is_moe and tp > 1:
+            raise UserError(
+                f"TP={tp}: training an MoE model at TP > 1 needs sequence parallelism, which "
+                "megatron-core's local layer spec (no Transformer Engine / apex) lacks; use TP=1"
             )
 
     def layers_per_stage(self, pp: int) -> int:

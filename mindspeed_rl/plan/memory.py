@@ -168,12 +168,17 @@ class MemoryPlan:
 def layer_params(spec: ModelSpec, tp: int) -> int:
     """Parameters of one decoder layer on one TP rank: the attention and MLP matrices (and the
     q/k/v bias) split over TP, the two RMSNorm weights (and Qwen3's [head_dim] q/k norms)
-    replicated."""
+    replicated. MoE layers hold all their experts (no expert parallelism yet) and the router.
+    The activation terms stay the dense layer's: an MoE plan is approximate there."""
     h, d = spec.hidden_size, spec.head_dim
     q, kv = spec.num_attention_heads * d, spec.num_kv_heads * d
     attention = h * (q + 2 * kv) + q * h + ((q + 2 * kv) if spec.qkv_bias else 0)
     mlp = 3 * h * spec.ffn_hidden_size  # gate, up, down
-    return (attention + mlp) // tp + 2 * h + (2 * d if spec.qk_norm else 0)
+    router = 0
+    if spec.is_moe:  # every expert's gate, up, down (split over TP); the router replicated
+        mlp = spec.num_experts * 3 * h * spec.moe_ffn_hidden_size
+        router = spec.num_experts * h
+    return (attention + mlp) // tp + 2 * h + (2 * d if spec.qk_norm else 0) + router
 
 
 def stage_params(spec: ModelSpec, tp: int, pp: int, stage: int, padded_vocab: bool = True) -> int:

@@ -168,7 +168,7 @@ class MegatronToHF:
             return {g.final_norm: params[L.FINAL_NORM].detach()}
         prefix = L.layer_prefix(unit.local)
         shards: list[dict[str, torch.Tensor]] = [{} for _ in range(self.tp)]
-        for suffix, tp_dim in L.LAYER_TP_DIM.items():
+        for suffix, tp_dim in L.layer_tp_dims(self.spec).items():
             name = prefix + suffix
             if name not in params:
                 continue  # e.g. no QKV bias

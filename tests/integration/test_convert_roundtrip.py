@@ -22,12 +22,13 @@ def _load_all(model_dir) -> dict[str, torch.Tensor]:
 
 
 # Fixture of each tiny model: Qwen2 (QKV bias), Llama (tied), Qwen3 (q/k norm, untied) and
-# Qwen3 with head_dim != hidden / heads and tied embeddings.
+# Qwen3 with head_dim != hidden / heads and tied embeddings, Qwen3-MoE (router, 4 experts).
 FAMILY_DIRS = {
     "qwen2": "tiny_qwen2_dir",
     "llama": "tiny_llama_dir",
     "qwen3": "tiny_qwen3_dir",
     "qwen3_wide_heads": "tiny_qwen3_wide_heads_dir",
+    "qwen3_moe": "tiny_qwen3_moe_dir",
 }
 
 

@@ -102,6 +102,15 @@ def test_tiny_qwen3_logits_match_hf(
     _check_parity(tmp_path, [tiny_qwen3_dir, tiny_qwen3_wide_heads_dir], tp, pp, TINY_VOCAB, vpp)
 
 
+@pytest.mark.parametrize(("tp", "pp", "vpp"), LAYOUTS)
+def test_tiny_qwen3_moe_logits_match_hf(tmp_path, tiny_qwen3_moe_dir, tp, pp, vpp):
+    # megatron-core's MoE layer (router, top-2 of 4 SequentialMLP experts, all-to-all
+    # dispatcher) against transformers' Qwen3-MoE.
+    from tests.tiny_models import TINY_VOCAB
+
+    _check_parity(tmp_path, [tiny_qwen3_moe_dir], tp, pp, TINY_VOCAB, vpp)
+
+
 @pytest.mark.slow
 def test_smollm2_logits_match_hf_at_tp3(tmp_path, smollm2_dir):
     # SmolLM2-135M has 9 attention heads and 3 KV heads: TP=2 cannot split it, TP=3 can.

