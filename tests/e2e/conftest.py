@@ -39,6 +39,18 @@ def tiny_qwen3_chat_model(tmp_path_factory, smollm2_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_moe_chat_model(tmp_path_factory, smollm2_dir) -> Path:
+    """A tiny Qwen3-MoE (4 experts, top-2; head_dim 64 with hidden 128 / 4 heads) on
+    SmolLM2's tokenizer."""
+    from tests.tiny_models import make_tiny_model
+
+    return make_tiny_model(
+        "qwen3_moe", tmp_path_factory.mktemp("tiny-qwen3-moe-chat"), tokenizer_dir=smollm2_dir,
+        num_layers=2, hidden_size=128, num_attention_heads=4,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def gsm8k_prompts(tmp_path_factory) -> Path:
     """GSM8K test rows (the first 48) preprocessed with the R1 template."""
     out = tmp_path_factory.mktemp("gsm8k")
