@@ -225,14 +225,22 @@ def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig, acc
 def validation_metrics(
     greedy: list[list[dict]], sampled: list[list[dict]] | None, acc_part: str, fmt_part: str | None
 ) -> dict[str, float]:
-    """val/accuracy (pass@1) and val/format of the greedy responses; val/avg_at_k over the
-    sampled ones when there are any."""
-    out = {"val/accuracy": sum(g[0]["parts"][acc_part] for g in greedy) / len(greedy)}
+    """val/accuracy (pass@1) and val/format of the greedy responses; val/avg_at_k and
+    val/pass_at_k over the sampled ones when there are any. The numbers are cli/eval.py's
+    (:mod:`mindspeed_rl.eval.metrics`): a sample is right when its accuracy part is >= 0.5."""
+    from mindspeed_rl.eval.metrics import format_rate, greedy_metrics, sampled_metrics
+
+    def part(groups: list[list[dict]], name: str) -> list[list[float]]:
+        return [[s["parts"][name] for s in g] for g in groups]
+
+    out = {"val/accuracy": greedy_metrics(part(greedy, acc_part))["pass@1"]}
     if fmt_part is not None:
-        out["val/format"] = sum(g[0]["parts"][fmt_part] for g in greedy) / len(greedy)
+        out["val/format"] = format_rate(part(greedy, fmt_part))
     if sampled is not None:
-        scores = [s["parts"][acc_part] for g in sampled for s in g]
-        out["val/avg_at_k"] = sum(scores) / len(scores)
+        k = min(len(g) for g in sampled)
+        figures = sampled_metrics(part(sampled, acc_part), k)
+        out["val/avg_at_k"] = figures[f"avg@{k}"]
+        out["val/pass_at_k"] = figures[f"pass@{k}"]
     return out
 
 

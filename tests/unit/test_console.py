@@ -9,7 +9,6 @@ import sys
 import textwrap
 import warnings
 
-from mindspeed_rl.trainer.grpo import validation_metrics
 from mindspeed_rl.utils.console import error_line, root_cause, shown
 
 SCRIPT = """
@@ -93,16 +92,3 @@ def test_expected_cpu_notices_are_dropped_and_others_kept(monkeypatch):
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["KV cache is full"]
-
-
-def _sample(accuracy: float, fmt: float) -> dict:
-    return {"parts": {"gsm8k": accuracy, "format": fmt}}
-
-
-def test_validation_format_is_of_the_greedy_responses():
-    greedy = [[_sample(1.0, 1.0)], [_sample(0.0, 1.0)]]
-    # Sampled responses: all badly formatted, a quarter right.
-    sampled = [[_sample(1.0, 0.0), _sample(0.0, 0.0)], [_sample(0.0, 0.0), _sample(0.0, 0.0)]]
-    metrics = validation_metrics(greedy, sampled, "gsm8k", "format")
-    assert metrics == {"val/accuracy": 0.5, "val/format": 1.0, "val/avg_at_k": 0.25}
-    assert validation_metrics(greedy, None, "gsm8k", None) == {"val/accuracy": 0.5}
