@@ -376,7 +376,7 @@ def final_summary(out: Path, metrics_file: Path, seconds: float, iterations: int
     from mindspeed_rl.trainer.metrics import VAL_ACCURACY, VAL_FORMAT, load_metrics
 
     val = [row for row in load_metrics(metrics_file) if VAL_ACCURACY in row]
-    lines = [f"done: {iterations} iterations in {duration(seconds)}"]
+    lines = [f"done: {plural(iterations, 'iteration')} in {duration(seconds)}"]
     if val:
         first, last = val[0], val[-1]
         text = (f"  held-out accuracy {first[VAL_ACCURACY]:.3f} (iteration {first['iteration']})"
