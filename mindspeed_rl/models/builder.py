@@ -39,14 +39,16 @@ def transformer_config(
     sequence_parallel: bool = False,
     recompute: Recompute | None = None,
     vpp: int = 1,
+    ep: int = 1,
 ) -> TransformerConfig:
-    """megatron-core's TransformerConfig for a Llama-like decoder."""
+    """megatron-core's TransformerConfig for a Llama-like decoder (MoE layers with
+    ``spec.num_experts``, split over ``ep`` expert-parallel ranks)."""
     recompute = recompute or Recompute()
     bf16 = params_dtype == torch.bfloat16
     full = recompute.granularity == "full"
     fp16 = params_dtype == torch.float16
     return TransformerConfig(
-        **_moe_kwargs(spec),
+        **_moe_kwargs(spec, ep),
         num_layers=spec.num_layers,
         hidden_size=spec.hidden_size,
         num_attention_heads=spec.num_attention_heads,
@@ -96,7 +98,7 @@ def transformer_config(
     )
 
 
-def _moe_kwargs(spec: ModelSpec) -> dict:
+def _moe_kwargs(spec: ModelSpec, ep: int) -> dict:
     """megatron-core's MoE layer as Qwen3-MoE routes: softmax router, top-k, renormalised
     (Megatron's top-k over logits then softmax) or not (softmax first), dropless, no shared
     expert, no auxiliary or z-loss (an RL update has no load-balancing term)."""
@@ -104,6 +106,7 @@ def _moe_kwargs(spec: ModelSpec) -> dict:
         return {}
     return dict(
         num_moe_experts=spec.num_experts,
+        expert_model_parallel_size=ep,
         moe_router_topk=spec.moe_topk,
         moe_ffn_hidden_size=spec.moe_ffn_hidden_size,
         moe_router_score_function="softmax",
@@ -135,7 +138,8 @@ def build_gpt_model(
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
     vpp = parallel_state.get_virtual_pipeline_model_parallel_world_size() or 1
-    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute, vpp=vpp)
+    ep = parallel_state.get_expert_model_parallel_world_size()
+    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute, vpp=vpp, ep=ep)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     model = GPTModel(

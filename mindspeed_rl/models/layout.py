@@ -13,6 +13,7 @@ These functions are pure: the converter, the resharder and the tests all use the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
@@ -53,6 +54,22 @@ LAYER_TP_DIM: dict[str, int | None] = {
     Q_NORM: None,
     K_NORM: None,
 }
+
+
+_LOCAL_EXPERT = re.compile(r"(mlp\.experts\.local_experts\.)(\d+)(\.)")
+
+
+def shift_expert(key: str, offset: int) -> str:
+    """``key`` with its local expert index ``j`` renamed ``j + offset`` (other keys as they
+    are): checkpoints hold every expert under its global index, an expert-parallel rank
+    ``r`` holds experts ``[r * n, (r + 1) * n)`` as local ``0 .. n - 1``."""
+    if not offset:
+        return key
+    return _LOCAL_EXPERT.sub(lambda m: f"{m[1]}{int(m[2]) + offset}{m[3]}", key, count=1)
+
+
+def is_expert_key(key: str) -> bool:
+    return _LOCAL_EXPERT.search(key) is not None
 
 
 def layer_tp_dims(spec: ModelSpec) -> dict[str, int | None]:

@@ -61,10 +61,17 @@ class ModelSpec:
         multiple = divisible_by * tp
         return -(-self.vocab_size // multiple) * multiple
 
-    def check_parallel(self, tp: int, pp: int) -> None:
-        """Refuse a TP/PP layout this model cannot be split into, naming the conflict."""
-        if tp < 1 or pp < 1:
-            raise UserError(f"TP and PP must be >= 1, got TP={tp} PP={pp}")
+    def check_parallel(self, tp: int, pp: int, ep: int = 1) -> None:
+        """Refuse a TP/PP/EP layout this model cannot be split into, naming the conflict."""
+        if tp < 1 or pp < 1 or ep < 1:
+            raise UserError(f"TP, PP and EP must be >= 1, got TP={tp} PP={pp} EP={ep}")
+        if ep > 1 and not self.is_moe:
+            raise UserError(f"EP={ep} needs an MoE model; this {self.family} model has no experts")
+        if self.is_moe and self.num_experts % ep:
+            raise UserError(
+                f"EP={ep} does not divide the model's {self.num_experts} experts; "
+                f"choose an EP that divides {self.num_experts}"
+            )
         mlp = (
             ("expert FFN hidden size", self.moe_ffn_hidden_size)
             if self.is_moe

@@ -167,6 +167,7 @@ class MegatronToHF:
         if unit.kind == "final_norm":
             return {g.final_norm: params[L.FINAL_NORM].detach()}
         prefix = L.layer_prefix(unit.local)
+        params = self._with_all_experts(params, prefix)
         shards: list[dict[str, torch.Tensor]] = [{} for _ in range(self.tp)]
         for suffix, tp_dim in L.layer_tp_dims(self.spec).items():
             name = prefix + suffix
@@ -177,6 +178,25 @@ class MegatronToHF:
             for r in range(self.tp):
                 shards[r][suffix] = parts[r]
         return L.mcore_layer_to_hf(self.family, self.spec, unit.layer, shards)
+
+    def _with_all_experts(
+        self, params: dict[str, torch.Tensor], prefix: str
+    ) -> dict[str, torch.Tensor]:
+        """``params`` plus this layer's experts held by the other expert-parallel ranks,
+        under their global indices (all-gather over the EP group; every rank of the stage
+        calls it for the same layer)."""
+        ep = parallel_state.get_expert_model_parallel_world_size()
+        if not self.spec.is_moe or ep == 1:
+            return params
+        group = parallel_state.get_expert_model_parallel_group()
+        local = self.spec.num_experts // ep
+        out = dict(params)
+        for name in sorted(n for n in params if n.startswith(prefix) and L.is_expert_key(n)):
+            parts = [torch.empty_like(params[name]) for _ in range(ep)]
+            dist.all_gather(parts, params[name].detach().contiguous(), group=group)
+            for r, part in enumerate(parts):
+                out[L.shift_expert(name, r * local)] = part
+        return out
 
     # -- the stream ------------------------------------------------------------------------
 

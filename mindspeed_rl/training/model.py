@@ -60,6 +60,33 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def _expert_offset(meta: mf.CheckpointMeta) -> int:
+    """Global index of this rank's first expert (0 without expert parallelism)."""
+    ep = parallel_state.get_expert_model_parallel_world_size()
+    if not meta.spec.is_moe or ep == 1:
+        return 0
+    return parallel_state.get_expert_model_parallel_rank() * (meta.spec.num_experts // ep)
+
+
+def _gather_experts(state: dict[str, torch.Tensor], meta: mf.CheckpointMeta) -> dict:
+    """``state`` with every expert of the model under its global index (a collective over the
+    expert-parallel group): checkpoints hold all experts, whatever the EP they trained at."""
+    ep = parallel_state.get_expert_model_parallel_world_size()
+    if not meta.spec.is_moe or ep == 1:
+        return state
+    import torch.distributed as dist
+
+    group = parallel_state.get_expert_model_parallel_group()
+    local = meta.spec.num_experts // ep
+    out = {k: v for k, v in state.items() if not L.is_expert_key(k)}
+    for key in sorted(k for k in state if L.is_expert_key(k)):
+        parts = [torch.empty_like(state[key]) for _ in range(ep)]
+        dist.all_gather(parts, state[key].contiguous(), group=group)
+        for r, part in enumerate(parts):
+            out[L.shift_expert(key, r * local)] = part
+    return out
+
+
 def load_chunks(
     chunks: list[torch.nn.Module], load_dir: Path, iteration: int, meta: mf.CheckpointMeta
 ) -> None:
@@ -68,6 +95,7 @@ def load_chunks(
     pp = parallel_state.get_pipeline_model_parallel_world_size()
     pp_rank = parallel_state.get_pipeline_model_parallel_rank()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    offset = _expert_offset(meta)
     files: dict[int, dict[str, torch.Tensor]] = {}
     for v, chunk in enumerate(chunks):
         model = unwrap(chunk)
@@ -76,7 +104,9 @@ def load_chunks(
         for key, value in model.state_dict().items():
             if value is None or key.endswith("_extra_state"):
                 continue
-            stage, source_key = checkpoint_location(key, layers, meta.spec.num_layers, pp)
+            stage, source_key = checkpoint_location(
+                L.shift_expert(key, offset), layers, meta.spec.num_layers, pp
+            )
             if stage not in files:
                 files[stage] = mf.load_rank(load_dir, iteration, tp_rank, stage, pp)["model"]
             state[key] = files[stage][source_key].to(value.dtype)
@@ -146,7 +176,8 @@ def layer_owner(layer: int, num_layers: int, pp: int, vpp: int) -> tuple[int, in
 
 
 def stage_state_dict(chunks: list[torch.nn.Module], meta: mf.CheckpointMeta) -> dict:
-    """This pipeline rank's tensors in the plain (V = 1) checkpoint layout.
+    """This pipeline rank's tensors in the plain (V = 1) checkpoint layout, every expert under
+    its global index (gathered over the expert-parallel group: a collective over EP too).
 
     With virtual stages a rank holds layers of other plain stages and is missing some of its
     own: each such layer moves once, point to point over the pipeline group, from the rank
@@ -154,8 +185,8 @@ def stage_state_dict(chunks: list[torch.nn.Module], meta: mf.CheckpointMeta) -> 
     the group calls it). Without virtual stages it is the chunk's own state dict.
     """
     own = [
-        {k: v.detach() for k, v in unwrap(c).state_dict().items()
-         if v is not None and not k.endswith("_extra_state")}
+        _gather_experts({k: v.detach() for k, v in unwrap(c).state_dict().items()
+                         if v is not None and not k.endswith("_extra_state")}, meta)
         for c in chunks
     ]  # fmt: skip
     if len(chunks) == 1:

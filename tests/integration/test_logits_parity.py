@@ -14,7 +14,7 @@ LAYOUTS = [(1, 1, 1), (2, 1, 1), (1, 2, 1), (2, 2, 1), (1, 2, 2)]  # (TP, PP, vi
 
 
 def _megatron_logits_worker(
-    rank: int, world: int, jobs: list[tuple[str, str, str]], vpp: int = 1
+    rank: int, world: int, jobs: list[tuple[str, str, str]], vpp: int = 1, ep: int = 1
 ) -> None:
     """For each (checkpoint, tokens file, output file): forward and save the full logits."""
     from megatron.core import parallel_state, tensor_parallel
@@ -25,7 +25,7 @@ def _megatron_logits_worker(
     from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
 
     _, meta = mf.read_meta(Path(jobs[0][0]))
-    initialize_model_parallel(meta.tp, meta.pp, vpp=vpp)
+    initialize_model_parallel(meta.tp, meta.pp, vpp=vpp, ep=ep)
     for ckpt, tokens_path, out_path in jobs:
         chunks, meta, _ = build_chunks(ckpt, torch.float32)
         tokens_BS = torch.load(tokens_path)
@@ -66,6 +66,7 @@ def _check_parity(
     vocab: int,
     vpp: int = 1,
     tol: float = 1e-4,
+    ep: int = 1,
 ) -> None:
     tokens_BS = torch.randint(0, vocab, (2, 17), generator=torch.Generator().manual_seed(0))
     tokens_path = tmp_path / "tokens.pt"
@@ -75,13 +76,17 @@ def _check_parity(
         ckpt = tmp_path / f"mcore-{i}"
         hf_to_mcore(model_dir, ckpt, tp=tp, pp=pp)
         jobs.append((str(ckpt), str(tokens_path), str(tmp_path / f"logits-{i}.pt")))
-    run_ranks(_megatron_logits_worker, tp * pp, jobs, vpp)
+    # With EP > 1 the data-parallel replicas (world / TP / PP of them) hold different experts
+    # and feed the same tokens; their tokens cross ranks in the all-to-all dispatch.
+    run_ranks(_megatron_logits_worker, tp * pp * ep, jobs, vpp, ep)
     for i, model_dir in enumerate(model_dirs):
         expected = _hf_logits(model_dir, tokens_BS)
         got = torch.load(tmp_path / f"logits-{i}.pt")
         assert got.shape == expected.shape
         diff = (got - expected).abs().max().item()
-        print(f"logits parity {model_dir.name} TP={tp} PP={pp} VPP={vpp}: max |diff| {diff:.3g}")
+        print(
+            f"logits parity {model_dir.name} TP={tp} PP={pp} VPP={vpp} EP={ep}: max |diff| {diff:.3g}"
+        )
         assert diff <= tol, f"{model_dir.name} TP={tp} PP={pp}: max |diff| {diff}"
 
 
@@ -109,6 +114,16 @@ def test_tiny_qwen3_moe_logits_match_hf(tmp_path, tiny_qwen3_moe_dir, tp, pp, vp
     from tests.tiny_models import TINY_VOCAB
 
     _check_parity(tmp_path, [tiny_qwen3_moe_dir], tp, pp, TINY_VOCAB, vpp)
+
+
+@pytest.mark.parametrize(("tp", "pp", "ep"), [(1, 1, 2), (1, 2, 2), (2, 1, 2)])
+def test_tiny_qwen3_moe_logits_match_hf_with_expert_parallelism(
+    tmp_path, tiny_qwen3_moe_dir, tp, pp, ep
+):
+    # The same (EP-free) checkpoint: each EP rank loads its 2 of the 4 experts.
+    from tests.tiny_models import TINY_VOCAB
+
+    _check_parity(tmp_path, [tiny_qwen3_moe_dir], tp, pp, TINY_VOCAB, ep=ep)
 
 
 @pytest.mark.slow

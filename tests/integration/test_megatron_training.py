@@ -35,7 +35,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     from mindspeed_rl.training.schedule import configure_chunks
 
     tp, pp, vpp = layout["tp"], layout["pp"], layout.get("vpp", 1)
-    initialize_model_parallel(tp, pp, vpp=vpp)
+    initialize_model_parallel(tp, pp, vpp=vpp, ep=layout.get("ep", 1))
     dtype = mf.DTYPES[layout.get("dtype", "fp32")]
     distributed = layout.get("distopt", False)
     chunks, meta, _ = build_chunks(
@@ -193,6 +193,24 @@ def test_qwen3_at_tp2_matches_one_rank(tmp_path, tiny_qwen3_wide_heads_dir):
     print(f"qwen3 TP2 vs TP1: {_max_rel_diff(two, one):.3g}, unreduced q/k norm grads: "
           f"{_max_rel_diff(unreduced, one):.3g}")  # fmt: skip
     assert _max_rel_diff(unreduced, one) > 1e-4
+
+
+@pytest.mark.parametrize("distopt", [False, True], ids=["replicated", "distopt"])
+def test_qwen3_moe_expert_parallel_matches_one_rank(tmp_path, tiny_qwen3_moe_dir, distopt):
+    # EP2 x DP2: each rank holds 2 of the 4 experts; tokens reach them through the all-to-all
+    # dispatch and their gradients come back. 3 steps equal one rank's, and the checkpoint
+    # layout a rank saves holds all 4 experts under their global names.
+    one = _train(tmp_path / "one", tiny_qwen3_moe_dir, tp=1, pp=1)
+    assert len(set(one["loss"])) == STEPS
+    two = _train(
+        tmp_path / "two", tiny_qwen3_moe_dir, tp=1, pp=1, dp=2, ep=2, distopt=distopt, save=True
+    )
+    print(f"qwen3-moe EP2 (distopt={distopt}) vs one rank: {_max_rel_diff(two, one):.3g}")
+    assert _max_rel_diff(two, one) <= 1e-5
+    stage = torch.load(next((tmp_path / "two").glob("*/stage0.pt")))
+    for e in range(4):
+        got = stage[f"decoder.layers.1.mlp.experts.local_experts.{e}.linear_fc2.weight"]
+        assert torch.equal(got, two["weights"][f"model.layers.1.mlp.experts.{e}.down_proj.weight"])
 
 
 def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: bool) -> None:

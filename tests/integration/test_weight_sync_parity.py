@@ -66,7 +66,7 @@ def _actor_logprobs(chunks, meta, pack_prompts):
 
 
 def _sync_parity_worker(
-    rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_mb, dtype, infer_tp=1
+    rank, world, ckpt, out_dir, tp, pp, engine_kind, bucket_mb, dtype, infer_tp=1, ep=1
 ):
     from megatron.core import parallel_state
 
@@ -80,7 +80,7 @@ def _sync_parity_worker(
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
 
-    initialize_model_parallel(tp, pp)
+    initialize_model_parallel(tp, pp, ep=ep)
     params_dtype = mf.DTYPES[dtype]
     chunks, meta, _ = build_chunks(ckpt, params_dtype, ddp=DDPSettings())
     configure_chunks(chunks, overlap_grad_reduce=False)
@@ -181,6 +181,23 @@ def test_vllm_parity_after_sync_tiny_qwen3(tmp_path, request, name):
         _sync_parity_worker, tp * pp, str(ckpt), str(tmp_path), tp, pp, "vllm", 1, "fp32", infer_tp
     )
     _assert_parity(tmp_path, tp * pp, tol=1e-4)
+
+
+@pytest.mark.parametrize(("pp", "infer_tp"), [(1, 1), (1, 2)], ids=["ep2", "ep2_infer_tp2"])
+def test_vllm_parity_after_sync_qwen3_moe_expert_parallel(
+    tmp_path, tiny_qwen3_moe_dir, pp, infer_tp
+):
+    # EP2 (= DP2 for the dense part): each rank trains 2 of the 4 experts; the resharder
+    # gathers them over the EP group, so every engine gets all 4, before and after an update.
+    ep = 2
+    ckpt = tmp_path / "mcore"
+    hf_to_mcore(tiny_qwen3_moe_dir, ckpt, tp=1, pp=pp)
+    world = pp * ep
+    run_ranks(
+        _sync_parity_worker, world, str(ckpt), str(tmp_path), 1, pp, "vllm", 1, "fp32",
+        infer_tp, ep,
+    )  # fmt: skip
+    _assert_parity(tmp_path, world, tol=1e-4)
 
 
 def test_torch_engine_parity_after_sync(tmp_path, tiny_llama_dir):
