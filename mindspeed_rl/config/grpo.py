@@ -36,6 +36,9 @@ class ModelConfig:
     """Tensor-parallel size of training."""
     pp: int = 1
     """Pipeline-parallel size of training."""
+    ep: int = 1
+    """Expert-parallel size of training (MoE models): each group of ``ep`` data-parallel ranks
+    splits the experts of every layer; must divide the experts and the data-parallel size."""
     params_dtype: str = "fp32"
     """Training dtype: fp32 or bf16 (bf16 keeps fp32 main params in the optimizer)."""
     virtual_pipeline_stages: int = 1
@@ -54,6 +57,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.tp < 1 or self.pp < 1:
             raise ValueError(f"model.tp and model.pp must be >= 1, got {self.tp}, {self.pp}")
+        if self.ep < 1:
+            raise ValueError(f"model.ep must be >= 1, got {self.ep}")
         if self.params_dtype not in ("fp32", "bf16"):
             raise ValueError(f"model.params_dtype must be fp32 or bf16, got {self.params_dtype!r}")
         if self.virtual_pipeline_stages < 1:
@@ -284,6 +289,11 @@ class GRPOConfig:
             raise UserError(
                 f"resources: {world} ranks are not a multiple of model.tp*model.pp={m.tp * m.pp}"
             )
+        if self.dp % m.ep:
+            raise UserError(
+                f"model.ep={m.ep} must divide the data-parallel size {self.dp} "
+                "(resources ranks / model.tp / model.pp): experts split over data-parallel ranks"
+            )
         infer_tp, per_node = self.rollout.infer_tp, self.resources.devices_per_node
         if per_node % infer_tp:
             raise UserError(
@@ -326,7 +336,7 @@ class GRPOConfig:
         spec = family_for_architecture((raw.get("architectures") or [""])[0]).spec_from_hf_config(
             raw
         )
-        spec.check_parallel(m.tp, m.pp)
+        spec.check_parallel(m.tp, m.pp, m.ep)
         spec.check_trainable(m.tp)
         heads, kv = spec.num_attention_heads, spec.num_kv_heads
         if heads % infer_tp or (kv % infer_tp and infer_tp % kv):

@@ -79,7 +79,9 @@ class HybridActorWorker:
         self.cfg = cfg
         acc = get_accelerator()
         m, o = cfg.model, cfg.optim
-        initialize_model_parallel(m.tp, m.pp, seed=cfg.trainer.seed, vpp=m.virtual_pipeline_stages)
+        initialize_model_parallel(
+            m.tp, m.pp, seed=cfg.trainer.seed, vpp=m.virtual_pipeline_stages, ep=m.ep
+        )
         dtype = mf.DTYPES[m.params_dtype]
         recompute = Recompute(m.recompute_granularity, m.recompute_method, m.recompute_num_layers)
         ddp = DDPSettings(o.use_distributed_optimizer, o.overlap_grad_reduce, o.grad_reduce_in_fp32)
@@ -170,7 +172,9 @@ class HybridActorWorker:
         rng_dir.mkdir(parents=True, exist_ok=True)
         torch.save(rng, rng_dir / f"rank_{self.rank:05d}.pt")
         dp_rank = ps.get_data_parallel_rank()
-        if dp_rank == 0 or self.cfg.optim.use_distributed_optimizer:
+        # Replicated optimizer: DP rank 0 holds all of it, except with expert parallelism,
+        # where DP ranks 0 .. EP-1 (expert-data-parallel rank 0) each hold their experts'.
+        if dp_rank < self.cfg.model.ep or self.cfg.optim.use_distributed_optimizer:
             path = self._optimizer_file(root_path, iteration, dp_rank)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(opt.save_state(self.optimizer), path)
@@ -195,7 +199,10 @@ class HybridActorWorker:
 
         root_path = Path(root)
         load_chunks(self.actor.chunks, root_path, iteration, self.meta)
-        dp_rank = ps.get_data_parallel_rank() if self.cfg.optim.use_distributed_optimizer else 0
+        if self.cfg.optim.use_distributed_optimizer:
+            dp_rank = ps.get_data_parallel_rank()
+        else:  # the file of the DP rank < EP holding the same experts (see save)
+            dp_rank = ps.get_expert_model_parallel_rank() if self.cfg.model.ep > 1 else 0
         opt.load_state(
             self.optimizer,
             torch.load(self._optimizer_file(root_path, iteration, dp_rank), weights_only=False),

@@ -145,13 +145,15 @@ def test_qwen3_three_iterations(tmp_path, tiny_qwen3_chat_model, gsm8k_prompts):
     assert torch.equal(hf.model.layers[0].self_attn.q_norm.weight.detach(), trained[q_norm])
 
 
-def test_qwen3_moe_three_iterations(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts):
-    # Qwen3-MoE through the chain at DP2 / TP1: router and experts train, sync into vLLM-CPU's
-    # fused-MoE kernel (re-packed after each reload) and export.
+@pytest.mark.parametrize("ep", [1, 2], ids=["dp2", "dp2_ep2"])
+def test_qwen3_moe_three_iterations(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts, ep):
+    # Qwen3-MoE through the chain at DP2 / TP1 (and with the experts split over both ranks):
+    # router and experts train, sync into vLLM-CPU's fused-MoE kernel (re-packed after each
+    # reload), checkpoint with every expert, export.
     out = tmp_path / "run"
     proc = subprocess.run(
         train_command(tiny_qwen3_moe_chat_model, gsm8k_prompts, out, "trainer.iterations=3",
-                      "rollout.dtype=fp32", "model.params_dtype=fp32"),
+                      "rollout.dtype=fp32", "model.params_dtype=fp32", f"model.ep={ep}"),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -172,6 +174,9 @@ def test_qwen3_moe_three_iterations(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_p
     assert type(hf).__name__ == "Qwen3MoeForCausalLM"
     router = trained["model"]["decoder.layers.0.mlp.router.weight"]
     assert torch.equal(hf.model.layers[0].mlp.gate.weight.detach(), router)
+    # With EP2 each DP rank < EP wrote its experts' optimizer state (replicated optimizer).
+    optim = sorted(p.name for p in (out / "checkpoints" / "iter_0000003" / "optimizer").iterdir())
+    assert optim == [f"tp00_pp000_dp{r:04d}.pt" for r in range(ep)]
 
 
 def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gsm8k_prompts):

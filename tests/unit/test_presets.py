@@ -69,6 +69,7 @@ def test_infer_tp_must_split_the_heads(smollm2_dir):
         (["trainer.mini_batch_size=7"], "does not divide the batch"),
         (["resources.devices_per_node=3", "model.tp=2"], "not a multiple of model.tp"),
         (["sampling.n=1", "trainer.micro_batch_size=4"], "needs sampling.n >= 2"),
+        (["model.ep=4"], "model.ep=4 must divide the data-parallel size 2"),
     ],
 )
 def test_inconsistent_combinations_are_refused(overrides, needle):
