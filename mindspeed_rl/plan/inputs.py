@@ -67,7 +67,7 @@ def plan_input(
     ``resources.device=auto`` is planned as an accelerator (``cpu`` as the host)."""
     m, o, t = cfg.model, cfg.optim, cfg.trainer
     spec = load_spec(hf_config_path(m))
-    spec.check_parallel(m.tp, m.pp)
+    spec.check_parallel(m.tp, m.pp, m.ep)
     mini = t.mini_batch_size or cfg.samples_per_iteration
     prompt, _ = longest_prompt(cfg, read_dataset)
     return PlanInput(
@@ -77,6 +77,7 @@ def plan_input(
         tp=m.tp,
         pp=m.pp,
         vpp=m.virtual_pipeline_stages,
+        ep=m.ep,
         params_dtype=m.params_dtype,
         recompute=m.recompute_granularity,
         recompute_method=m.recompute_method,

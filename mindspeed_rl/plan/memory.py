@@ -57,6 +57,8 @@ class PlanInput:
     pp: int = 1
     vpp: int = 1
     """Virtual pipeline stages (model chunks per stage)."""
+    ep: int = 1
+    """Expert parallelism: MoE experts split over groups of ``ep`` data-parallel ranks."""
     params_dtype: str = "bf16"
     recompute: str = ""
     """"" (none), full or selective."""
@@ -165,29 +167,38 @@ class MemoryPlan:
 # -- parameters ------------------------------------------------------------------------------
 
 
-def layer_params(spec: ModelSpec, tp: int) -> int:
+def layer_params(spec: ModelSpec, tp: int, ep: int = 1) -> int:
     """Parameters of one decoder layer on one TP rank: the attention and MLP matrices (and the
     q/k/v bias) split over TP, the two RMSNorm weights (and Qwen3's [head_dim] q/k norms)
-    replicated. MoE layers hold all their experts (no expert parallelism yet) and the router.
-    The activation terms stay the dense layer's: an MoE plan is approximate there."""
+    replicated. MoE layers hold their EP rank's experts and the router. The activation terms
+    stay the dense layer's (``ffn_hidden_size``; Qwen3-30B-A3B's 6144 is its top-8 x 768)."""
     h, d = spec.hidden_size, spec.head_dim
     q, kv = spec.num_attention_heads * d, spec.num_kv_heads * d
     attention = h * (q + 2 * kv) + q * h + ((q + 2 * kv) if spec.qkv_bias else 0)
     mlp = 3 * h * spec.ffn_hidden_size  # gate, up, down
     router = 0
-    if spec.is_moe:  # every expert's gate, up, down (split over TP); the router replicated
-        mlp = spec.num_experts * 3 * h * spec.moe_ffn_hidden_size
+    if spec.is_moe:  # this EP rank's experts' gate, up, down (split over TP); the router
+        mlp = expert_params(spec, ep) // spec.num_layers
         router = spec.num_experts * h
     return (attention + mlp) // tp + 2 * h + (2 * d if spec.qk_norm else 0) + router
 
 
-def stage_params(spec: ModelSpec, tp: int, pp: int, stage: int, padded_vocab: bool = True) -> int:
+def expert_params(spec: ModelSpec, ep: int = 1) -> int:
+    """Expert matrices of the whole model held by one EP rank, before TP."""
+    return (
+        spec.num_layers * spec.num_experts // ep * 3 * spec.hidden_size * spec.moe_ffn_hidden_size
+    )
+
+
+def stage_params(
+    spec: ModelSpec, tp: int, pp: int, stage: int, padded_vocab: bool = True, ep: int = 1
+) -> int:
     """Parameters one rank of pipeline ``stage`` holds: its layers, the embedding on the first
     stage, the final norm and output layer on the last. Tied embeddings are one tensor at
     PP=1; at PP>1 the last stage keeps its own copy of the word embeddings (Megatron)."""
     vocab = spec.padded_vocab_size(tp, VOCAB_DIVISIBLE_BY) if padded_vocab else spec.vocab_size
     embedding = vocab * spec.hidden_size // tp
-    total = spec.layers_per_stage(pp) * layer_params(spec, tp)
+    total = spec.layers_per_stage(pp) * layer_params(spec, tp, ep)
     first, last = stage == 0, stage == pp - 1
     if first:
         total += embedding
@@ -205,22 +216,28 @@ def total_params(spec: ModelSpec) -> int:
 
 def param_bytes(x: PlanInput, stage: int) -> float:
     """The training parameters of ``stage``'s shard, in ``model.params_dtype``."""
-    return stage_params(x.spec, x.tp, x.pp, stage) * DTYPE_BYTES[x.params_dtype]
+    return stage_params(x.spec, x.tp, x.pp, stage, ep=x.ep) * DTYPE_BYTES[x.params_dtype]
 
 
 def grad_bytes(x: PlanInput, stage: int) -> float:
     """megatron-core DDP's contiguous gradient buffer: one value per parameter of the shard,
     fp32 when ``optim.grad_reduce_in_fp32`` (or fp32 params)."""
     per = 4 if x.grad_reduce_in_fp32 else DTYPE_BYTES[x.params_dtype]
-    return stage_params(x.spec, x.tp, x.pp, stage) * per
+    return stage_params(x.spec, x.tp, x.pp, stage, ep=x.ep) * per
 
 
 def optimizer_bytes(x: PlanInput, stage: int) -> float:
     """Adam's exp_avg and exp_avg_sq in fp32 (8 B/param), plus fp32 main params when training
-    in 16 bits (4 B/param); divided over DP with the distributed optimizer."""
+    in 16 bits (4 B/param); divided over DP with the distributed optimizer (experts over
+    their expert-data-parallel ranks, DP / EP)."""
     per = 8 + (4 if DTYPE_BYTES[x.params_dtype] < 4 else 0)
-    total = stage_params(x.spec, x.tp, x.pp, stage) * per
-    return total / x.dp if x.distributed_optimizer else total
+    total = stage_params(x.spec, x.tp, x.pp, stage, ep=x.ep) * per
+    if not x.distributed_optimizer:
+        return total
+    experts = 0.0
+    if x.spec.is_moe:
+        experts = expert_params(x.spec, x.ep) / x.tp / x.pp * per
+    return (total - experts) / x.dp + experts / max(1, x.dp // x.ep)
 
 
 # -- activations -----------------------------------------------------------------------------

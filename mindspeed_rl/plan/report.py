@@ -263,7 +263,7 @@ def header(plan: MemoryPlan, title: str) -> str:
     where = "accelerator" if x.on_accelerator else "CPU"
     return (
         f"{title}: {s.family} {total_params(s) / 1e9:.2f}B params, {x.world} ranks = "
-        f"TP{x.tp} x PP{x.pp} x DP{x.dp}, infer TP{x.infer_tp}, {device} ({where})"
+        f"TP{x.tp} x PP{x.pp} x DP{x.dp}{f' (EP{x.ep})' if x.ep > 1 else ''}, infer TP{x.infer_tp}, {device} ({where})"
     )
 
 

@@ -394,3 +394,23 @@ def test_docs_plan_md_is_up_to_date(tmp_path, capsys):
     stale.write_text("# old\n")
     assert tool.main(["--check", "--out", str(stale)]) == 1
     assert "python tools/plan_reference.py" in capsys.readouterr().err
+
+
+# -- Qwen3-30B-A3B (MoE, expert parallel) ----------------------------------------------------
+
+
+def test_qwen3_30b_a3b_experts_split_over_ep():
+    spec = load_spec(REPO_ROOT / "configs" / "model" / "qwen3_30b_a3b.config.json")
+    experts_per_layer = 128 * 3 * 2048 * 768
+    # EP8: a rank holds 16 of a layer's 128 experts; attention, norms and router stay whole.
+    assert mem.layer_params(spec, 1, 1) - mem.layer_params(spec, 1, 8) == experts_per_layer * 7 // 8
+    cfg = load_config("grpo_qwen3_30b_a3b")
+    if (REPO_ROOT / cfg.model.hf_dir / "config.json").is_file():
+        pytest.skip("models/Qwen3-30B-A3B is on this machine")
+    plan = plan_config(cfg, 64, read_dataset=False)
+    assert plan.fits and plan.input.ep == 8
+    # Without EP every rank holds all 128 experts: parameters alone grow by 7/8 of them.
+    one = plan_config(load_config("grpo_qwen3_30b_a3b", ["model.ep=1"]), 64, read_dataset=False)
+    grown = mem.param_bytes(one.input, 1) - mem.param_bytes(plan.input, 1)
+    assert grown == 2 * 24 * experts_per_layer * 7 // 8
+    assert not one.fits

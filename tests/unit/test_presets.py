@@ -15,12 +15,13 @@ SPEC_HEADS = {  # (heads, KV heads, FFN) of the models the presets name, from th
     "models/Qwen2.5-7B": (28, 4, 18944),
     "models/Qwen2.5-32B": (40, 8, 27648),
     "models/Qwen3-8B": (32, 8, 12288),
+    "models/Qwen3-30B-A3B": (32, 4, 768),  # FFN: one expert's width
 }
 
 
 def test_presets_exist():
     assert {"grpo_smollm2_cpu", "grpo_qwen25_0.5b", "grpo_qwen25_7b", "grpo_qwen25_32b",
-            "grpo_qwen3_8b"} <= set(PRESETS)  # fmt: skip
+            "grpo_qwen3_8b", "grpo_qwen3_30b_a3b"} <= set(PRESETS)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PRESETS)
