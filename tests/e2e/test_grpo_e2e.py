@@ -184,9 +184,23 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
     # fp32 main params and Adam moments.
     common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false",
               "optim.use_distributed_optimizer=true")  # fmt: skip
+    _check_resume(tmp_path, tiny_chat_model, gsm8k_prompts, common)
+
+
+def test_qwen3_moe_expert_parallel_resume(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts):
+    # EP2 with the replicated optimizer: DP ranks 0 and 1 hold different experts, so each
+    # saves (and restores) its own optimizer state.
+    common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false",
+              "model.ep=2")  # fmt: skip
+    _check_resume(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts, common)
+
+
+def _check_resume(tmp_path, model, gsm8k_prompts, common) -> None:
+    """A run killed after its first checkpoint and rerun equals the unbroken run from the
+    checkpoint on, and every DP rank wrote its optimizer file."""
     unbroken = tmp_path / "unbroken"
     proc = subprocess.run(
-        train_command(tiny_chat_model, gsm8k_prompts, unbroken, *common),
+        train_command(model, gsm8k_prompts, unbroken, *common),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, failure_report(proc, unbroken)
@@ -194,7 +208,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
     broken = tmp_path / "broken"
     tracker = broken / "checkpoints" / mf.TRACKER
     victim = subprocess.Popen(
-        train_command(tiny_chat_model, gsm8k_prompts, broken, *common),
+        train_command(model, gsm8k_prompts, broken, *common),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env(),
         start_new_session=True,
     )  # fmt: skip
@@ -208,7 +222,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
         kill_group(victim)
         victim.wait()
     resumed = subprocess.run(
-        train_command(tiny_chat_model, gsm8k_prompts, broken, *common),
+        train_command(model, gsm8k_prompts, broken, *common),
         capture_output=True, text=True, env=run_env(), timeout=900,
     )  # fmt: skip
     assert resumed.returncode == 0, failure_report(resumed, broken)
