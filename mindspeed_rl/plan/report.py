@@ -107,10 +107,12 @@ def training_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
         "training",
     )
     s, mini = x.spec, _mini_batch(x)
+    # An MoE model trains at TP1 (ModelSpec.check_trainable): no TP knob for it.
     tps = [
         k
         for k in range(x.tp + 1, x.devices_per_node + 1)
-        if not (s.num_attention_heads % k or s.num_kv_heads % k or s.ffn_hidden_size % k)
+        if not s.is_moe
+        and not (s.num_attention_heads % k or s.num_kv_heads % k or s.ffn_hidden_size % k)
         and x.world % (k * x.pp) == 0
         and mini % (x.world // (k * x.pp) * x.micro_batch) == 0
     ]
