@@ -36,6 +36,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+# The accelerator layer's own CPU meanings, applied here one at a time to show what each fixes.
+from mindspeed_rl.accelerator.device import (  # noqa: E402
+    _CPU_STREAM,
+    _CpuStream,
+)
+from mindspeed_rl.accelerator.device import (  # noqa: E402
+    _define_router_gemm_without_te as define_missing_te_gemm,
+)
+
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 128, 4, 2, 64
 EXPERTS, TOP_K, EXPERT_FFN, LAYERS, VOCAB = 4, 2, 128, 2, 250
 SEQUENCES = [[5, 17, 33, 99, 120, 7, 8, 200, 3, 41, 42, 43], [9, 8, 7, 6, 5, 4, 3]]
@@ -201,41 +210,10 @@ def _forward_backward(model, tokens_BS: torch.Tensor) -> torch.Tensor:
     return logits.detach()
 
 
-class _CpuEvent:
-    def synchronize(self) -> None:
-        pass
-
-
-class _CpuStream:
-    """What a CUDA stream means for CPU tensors: nothing; every op is done when it returns."""
-
-    def __new__(cls, *args, **kwargs):
-        return _CPU_STREAM
-
-    def wait_stream(self, stream: object) -> None:
-        pass
-
-    def record_event(self, event: object = None) -> _CpuEvent:
-        return _CpuEvent()
-
-
-_CPU_STREAM = object.__new__(_CpuStream)
-
-
-def define_missing_te_gemm() -> None:
-    """megatron-core 0.16.1's router gating reads ``te_general_gemm``, which its moe_utils
-    only defines when Transformer Engine imports: without TE the router raises NameError.
-    None is what the code's own ``is not None`` check means for "no TE"."""
-    from megatron.core.transformer.moe import moe_utils
-
-    if not hasattr(moe_utils, "te_general_gemm"):
-        moe_utils.te_general_gemm = None
-
-
 def install_cpu_streams(split_sizes_as_numpy: bool = False) -> None:
     """CPU meanings for the CUDA stream calls of megatron-core's all-to-all dispatcher (its
-    device-to-host copies of the split sizes on a side stream). Probe-only; a real version
-    belongs in the accelerator layer.
+    device-to-host copies of the split sizes on a side stream), one step at a time; the
+    accelerator layer applies them all (``prepare_for_megatron``).
 
     ``split_sizes_as_numpy``: the dispatcher's device-to-host copy is also where the split
     sizes become numpy arrays (``maybe_move_tensor_to_cpu(..., as_numpy=True)``); for a tensor
