@@ -128,3 +128,13 @@ def test_qwen3_moe_refusals():
     with pytest.raises(UserError, match="training an MoE model at TP > 1"):
         spec.check_trainable(2)
     spec.check_trainable(1)
+
+
+def test_expert_parallel_size_is_checked_against_the_experts():
+    moe = family_for_architecture("Qwen3MoeForCausalLM").spec_from_hf_config(QWEN3_30B_A3B)
+    moe.check_parallel(1, 1, ep=8)  # 128 experts, 16 per EP rank
+    with pytest.raises(UserError, match="EP=3 does not divide the model's 128 experts") as err:
+        moe.check_parallel(1, 1, ep=3)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="EP=2 needs an MoE model"):
+        _spec().check_parallel(1, 1, ep=2)
