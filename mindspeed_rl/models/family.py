@@ -77,6 +77,17 @@ def rope_type_of(config: dict) -> str:
     return "default"
 
 
+QWEN_REQUIRED_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+"""The config.json keys the Qwen families (2, 2.5, 3, 3-MoE) read without a default."""
+
+
 def require_keys(config: dict, keys: tuple[str, ...], where: str) -> None:
     missing = [k for k in keys if k not in config]
     if missing:

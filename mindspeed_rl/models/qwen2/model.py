@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys
+from mindspeed_rl.models.family import QWEN_REQUIRED_KEYS, ModelFamily, dense_spec, require_keys
 from mindspeed_rl.models.spec import ModelSpec
-
-_REQUIRED = (
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "intermediate_size",
-    "vocab_size",
-)
 
 
 class Qwen2Family(ModelFamily):
@@ -21,7 +12,7 @@ class Qwen2Family(ModelFamily):
     architectures = ("Qwen2ForCausalLM",)
 
     def spec_from_hf_config(self, config: dict) -> ModelSpec:
-        require_keys(config, _REQUIRED, "Qwen2 config")
+        require_keys(config, QWEN_REQUIRED_KEYS, "Qwen2 config")
         if config.get("use_sliding_window"):
             raise UserError("Qwen2 with use_sliding_window=true is not supported")
         return dense_spec(

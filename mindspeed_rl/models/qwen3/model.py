@@ -9,17 +9,14 @@ q/k/v projections have no bias (``attention_bias``, false in every released chec
 from __future__ import annotations
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys, rope_type_of
-from mindspeed_rl.models.spec import ModelSpec
-
-_REQUIRED = (
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "intermediate_size",
-    "vocab_size",
+from mindspeed_rl.models.family import (
+    QWEN_REQUIRED_KEYS,
+    ModelFamily,
+    dense_spec,
+    require_keys,
+    rope_type_of,
 )
+from mindspeed_rl.models.spec import ModelSpec
 
 # transformers' Qwen3Config defaults, used when a config.json leaves the key out.
 _HEAD_DIM_DEFAULT = 128
@@ -33,7 +30,7 @@ class Qwen3Family(ModelFamily):
     def spec_from_hf_config(self, config: dict) -> ModelSpec:
         """The :class:`ModelSpec` of a Qwen3 config.json; refuses what Megatron's dense
         local layer cannot express (sliding-window layers, scaled RoPE)."""
-        require_keys(config, _REQUIRED, "Qwen3 config")
+        require_keys(config, QWEN_REQUIRED_KEYS, "Qwen3 config")
         if config.get("use_sliding_window"):
             raise UserError("Qwen3 with use_sliding_window=true is not supported; set it to false")
         if rope_type_of(config) != "default":

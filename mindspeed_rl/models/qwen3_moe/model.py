@@ -13,19 +13,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import ModelFamily, dense_spec, require_keys, rope_type_of
+from mindspeed_rl.models.family import (
+    QWEN_REQUIRED_KEYS,
+    ModelFamily,
+    dense_spec,
+    require_keys,
+    rope_type_of,
+)
 from mindspeed_rl.models.spec import ModelSpec
 
-_REQUIRED = (
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "intermediate_size",
-    "vocab_size",
-    "num_experts_per_tok",
-    "moe_intermediate_size",
-)
+_REQUIRED = (*QWEN_REQUIRED_KEYS, "num_experts_per_tok", "moe_intermediate_size")
 
 
 class Qwen3MoeFamily(ModelFamily):
