@@ -304,8 +304,10 @@ def prepare_initial_checkpoint(cfg: GRPOConfig, out: Path) -> Path:
 
     init = out / "init_mcore"
     if mf.TRACKER not in {p.name for p in init.glob("*")}:
+        # In the HF checkpoint's own dtype, not model.params_dtype: the optimizer's fp32 main
+        # params start from these values (training.optimizer.init_main_params).
         hf_to_mcore(resolve(cfg.model.hf_dir), init, tp=cfg.model.tp, pp=cfg.model.pp,
-                    params_dtype=cfg.model.params_dtype, overwrite=True)  # fmt: skip
+                    overwrite=True)  # fmt: skip
     return init
 
 

@@ -265,11 +265,14 @@ class MegatronActor:
         responses otherwise) with that unit's count; megatron-core divides the gradients by
         the counts summed over the mini-batch's micro-batches and data-parallel ranks, so the
         update is the aggregate over the whole mini-batch whatever the micro-batching and DP.
+        Per-token metrics (entropy, clip fraction, ratios, KL) are token means over the whole
+        mini-batch too, not means of micro-batch means (which would weigh a short group's
+        tokens as much as a long one's), and the mini-batches' figures are averaged.
         """
         assert self.optimizer is not None and self.loss_config is not None
         cfg = self.loss_config
-        sums: dict[str, float] = {}
-        count = 0
+        dp_group = parallel_state.get_data_parallel_group()
+        per_mini: list[dict[str, float]] = []
         # |training - rollout log-prob| of the sampled tokens: sum, count, max. Measured on the
         # first mini-batch, whose forward runs on exactly the weights the engine sampled with.
         mismatch = torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -297,7 +300,7 @@ class MegatronActor:
                     mismatch[0] += diff.sum().double()
                     mismatch[1] += mask.sum().double()
                     mismatch[2] = torch.maximum(mismatch[2], diff.max().double())
-                return loss * local, local, metrics
+                return loss * local, local, (metrics, mask.sum().detach())
 
             for chunk in self.chunks:
                 chunk.zero_grad_buffer()
@@ -305,21 +308,61 @@ class MegatronActor:
             results = run_schedule(self.chunks, mbs, loss_fn, forward_only=False)
             opt.set_lr(self.optimizer, lr)
             grad_norm = opt.step(self.optimizer)
-            dist.all_reduce(totals, group=parallel_state.get_data_parallel_group())
-            sums["actor/loss"] = sums.get("actor/loss", 0.0) + (
-                totals[0] / totals[1].clamp(min=1)
-            ).item() * len(results)
-            for metrics in results:
-                for k, v in metrics.items():
-                    if k != "actor/loss":  # a micro-batch's; the mini-batch's is above
-                        sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-            sums["actor/grad_norm"] = sums.get("actor/grad_norm", 0.0) + grad_norm * len(results)
-        out = {k: v / max(1, count) for k, v in sums.items()}
+            dist.all_reduce(totals, group=dp_group)
+            figures = _mini_batch_metrics(results, dp_group, self.device)
+            figures["actor/loss"] = (totals[0] / totals[1].clamp(min=1)).item()
+            figures["actor/grad_norm"] = grad_norm
+            per_mini.append(figures)
+        out = {k: sum(f[k] for f in per_mini) / len(per_mini) for k in per_mini[0]}
+        if "actor/ratio_max" in out:
+            out["actor/ratio_max"] = max(f["actor/ratio_max"] for f in per_mini)
         if samples.rollout_logprobs is not None:
-            group = parallel_state.get_data_parallel_group()
-            dist.all_reduce(mismatch[:2], group=group)
-            dist.all_reduce(mismatch[2:], op=dist.ReduceOp.MAX, group=group)
+            dist.all_reduce(mismatch[:2], group=dp_group)
+            dist.all_reduce(mismatch[2:], op=dist.ReduceOp.MAX, group=dp_group)
             out["rollout/logprob_diff_mean"] = (mismatch[0] / mismatch[1].clamp(min=1)).item()
             out["rollout/logprob_diff_max"] = mismatch[2].item()
         return out if is_output_rank() else {}
+
+
+TOKEN_MEAN_METRICS = (
+    "actor/clip_frac",
+    "actor/ppo_kl",
+    "actor/ratio_mean",
+    "actor/kl",
+    "actor/entropy",
+)
+"""Per-token metrics of :func:`grpo_loss` that are combined over micro-batches and ranks by
+their token counts."""
+
+
+def _mini_batch_metrics(
+    results: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
+    dp_group: dist.ProcessGroup,
+    device: torch.device,
+) -> dict[str, float]:
+    """The loss metrics of one mini-batch from its micro-batches' (metrics, tokens) on this
+    rank: token-weighted means and the ratio max over all data-parallel ranks, the mean of the
+    other (per-micro-batch) figures. Empty on stages without the loss (no results); every
+    rank of a data-parallel group is at the same stage, so the collectives match."""
+    if not results:
+        return {}
+    keys = [k for k in TOKEN_MEAN_METRICS if k in results[0][0]]
+    weighted = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
+    ratio_max = torch.zeros(1, dtype=torch.float64, device=device)
+    for metrics, tokens in results:
+        for j, k in enumerate(keys):
+            weighted[j] += metrics[k].double() * tokens.double()
+        weighted[-1] += tokens.double()
+        if "actor/ratio_max" in metrics:
+            ratio_max = torch.maximum(ratio_max, metrics["actor/ratio_max"].double().reshape(1))
+    dist.all_reduce(weighted, group=dp_group)
+    dist.all_reduce(ratio_max, op=dist.ReduceOp.MAX, group=dp_group)
+    out = {k: (weighted[j] / weighted[-1].clamp(min=1)).item() for j, k in enumerate(keys)}
+    if "actor/ratio_max" in results[0][0]:
+        out["actor/ratio_max"] = ratio_max.item()
+    rest = [
+        k for k in results[0][0] if k not in keys and k not in ("actor/ratio_max", "actor/loss")
+    ]
+    for k in rest:
+        out[k] = sum(float(m[k]) for m, _ in results) / len(results)
+    return out

@@ -87,16 +87,18 @@ def _gather_experts(state: dict[str, torch.Tensor], meta: mf.CheckpointMeta) -> 
     return out
 
 
-def load_chunks(
+def checkpoint_states(
     chunks: list[torch.nn.Module], load_dir: Path, iteration: int, meta: mf.CheckpointMeta
-) -> None:
-    """Copy a plain-layout checkpoint's tensors into this rank's chunks (DDP-wrapped or not):
-    each chunk's keys are looked up in the stage file that holds their global layer."""
+) -> list[dict[str, torch.Tensor]]:
+    """For each of this rank's chunks (DDP-wrapped or not), its state dict as the checkpoint
+    stores it (the checkpoint's dtype): each chunk's keys are looked up in the stage file that
+    holds their global layer."""
     pp = parallel_state.get_pipeline_model_parallel_world_size()
     pp_rank = parallel_state.get_pipeline_model_parallel_rank()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     offset = _expert_offset(meta)
     files: dict[int, dict[str, torch.Tensor]] = {}
+    states = []
     for v, chunk in enumerate(chunks):
         model = unwrap(chunk)
         layers = chunk_layers(meta.spec.num_layers, pp, len(chunks), pp_rank, v)
@@ -109,8 +111,19 @@ def load_chunks(
             )
             if stage not in files:
                 files[stage] = mf.load_rank(load_dir, iteration, tp_rank, stage, pp)["model"]
-            state[key] = files[stage][source_key].to(value.dtype)
-        load_model_state(model, state)
+            state[key] = files[stage][source_key]
+        states.append(state)
+    return states
+
+
+def load_chunks(
+    chunks: list[torch.nn.Module], load_dir: Path, iteration: int, meta: mf.CheckpointMeta
+) -> None:
+    """Copy a plain-layout checkpoint's tensors into this rank's chunks, in the chunks' dtype."""
+    for chunk, state in zip(chunks, checkpoint_states(chunks, load_dir, iteration, meta)):
+        model = unwrap(chunk)
+        dtypes = {k: v.dtype for k, v in model.state_dict().items() if v is not None}
+        load_model_state(model, {k: t.to(dtypes[k]) for k, t in state.items()})
 
 
 def build_chunks(

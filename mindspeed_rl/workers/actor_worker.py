@@ -71,7 +71,7 @@ class HybridActorWorker:
         from mindspeed_rl.rollout import create_engine
         from mindspeed_rl.training import optimizer as opt
         from mindspeed_rl.training.actor import MegatronActor
-        from mindspeed_rl.training.model import DDPSettings, build_chunks, unwrap
+        from mindspeed_rl.training.model import DDPSettings, build_chunks, checkpoint_states, unwrap
         from mindspeed_rl.training.parallel import initialize_model_parallel
         from mindspeed_rl.training.schedule import configure_chunks
         from mindspeed_rl.workers.hybrid_memory import HybridMemory
@@ -85,7 +85,7 @@ class HybridActorWorker:
         dtype = mf.DTYPES[m.params_dtype]
         recompute = Recompute(m.recompute_granularity, m.recompute_method, m.recompute_num_layers)
         ddp = DDPSettings(o.use_distributed_optimizer, o.overlap_grad_reduce, o.grad_reduce_in_fp32)
-        chunks, meta, _ = build_chunks(load_dir, dtype, recompute, ddp)
+        chunks, meta, iteration = build_chunks(load_dir, dtype, recompute, ddp)
         configure_chunks(chunks, o.overlap_grad_reduce)
         self.meta = meta
         adam = opt.AdamSettings(
@@ -93,6 +93,12 @@ class HybridActorWorker:
             o.use_distributed_optimizer,
         )  # fmt: skip
         self.optimizer = opt.build_optimizer(chunks, adam, dtype)
+        if mf.DTYPES[meta.params_dtype].itemsize > dtype.itemsize:
+            # fp32 masters from the checkpoint's own values, not from the bf16-rounded params
+            # (see opt.init_main_params); a resume replaces them with the saved ones.
+            states = checkpoint_states(chunks, Path(load_dir), iteration, meta)
+            opt.init_main_params(self.optimizer, chunks, states)
+            del states
         self.actor = MegatronActor(
             chunks, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
             cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,

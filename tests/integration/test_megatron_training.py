@@ -38,7 +38,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     initialize_model_parallel(tp, pp, vpp=vpp, ep=layout.get("ep", 1))
     dtype = mf.DTYPES[layout.get("dtype", "fp32")]
     distributed = layout.get("distopt", False)
-    chunks, meta, _ = build_chunks(
+    chunks, meta, iteration = build_chunks(
         ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed)
     )
     configure_chunks(chunks, overlap_grad_reduce=False)
@@ -51,8 +51,14 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     # eps 1e-6, not 1e-8: parameters whose true gradient is zero (the key bias: softmax
     # ignores a constant added to every key) get rounding noise that depends on the reduction
     # order, and Adam turns noise of 1e-9 into a full step when eps is far below it.
-    adam = opt.AdamSettings(1e-3, 0.01, (0.9, 0.999), 1e-6, 1.0, distributed)
+    lr = layout.get("lr", 1e-3)
+    adam = opt.AdamSettings(lr, 0.01, (0.9, 0.999), 1e-6, 1.0, distributed)
     optimizer = opt.build_optimizer(chunks, adam, dtype)
+    if layout.get("masters_from_checkpoint"):
+        from mindspeed_rl.training.model import checkpoint_states
+
+        states = checkpoint_states(chunks, Path(ckpt), iteration, meta)
+        assert opt.init_main_params(optimizer, chunks, states) > 0
     loss_config = GRPOLossConfig(kl_coef=0.0, loss_agg_mode=layout.get("agg", "token-mean"))
     actor = MegatronActor(chunks, meta, optimizer, loss_config, 1.0, micro_batch_size=2)
     # Fixed old log-probs near the random model's (-log 250 = -5.5): the ratio, the clipping
@@ -60,8 +66,8 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
     samples = Samples(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
     steps = []
-    for _ in range(STEPS):
-        steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=1e-3))
+    for _ in range(layout.get("steps", STEPS)):
+        steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=lr))
     if layout.get("save"):  # the checkpoint layout: plain stages, whatever the virtual stages
         from megatron.core import parallel_state as ps
 
