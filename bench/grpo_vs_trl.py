@@ -15,8 +15,15 @@ medians on both sides, but every value is in the report.
 
     bash bench/setup_trl_env.sh                      # once: TRL in its own environment
     .venv/bin/python bench/grpo_vs_trl.py [--config-name grpo_smollm2_cpu] [--iterations 10]
-        [--out bench/results/grpo_vs_trl.json] [--only ours|trl] [--keep] [--trl-plain-env]
-        [key=value ...]
+        [--seeds 1234 7 42] [--reuse REPORT ...] [--out bench/results/grpo_vs_trl.json]
+        [--only ours|trl] [--keep] [--trl-plain-env] [key=value ...]
+
+With ``--seeds``, each seed sets both the prompt order (``data.seed``) and the sampling seed
+(``trainer.seed``) of both sides, and the report adds ``summary``: per side and iteration the
+mean and standard error over seeds of the reward and of the accuracy part, their means over
+iterations k-2..k+2 around the checkpoints (iterations 10 and 20), and the reward gained per
+wall-clock minute. ``--reuse`` takes a side's runs of a seed from earlier reports of this
+script instead of running them again (one seed's report, or a multi-seed one).
 
 Prints JSON: per-iteration seconds and rewards (mean and per scorer) of both sides, the
 median iteration time of each, ``speedup`` = TRL median / ours median (target >= 3), the
@@ -344,9 +351,20 @@ def main(argv: list[str] | None = None) -> int:
         help="run TRL without Intel OpenMP preloaded (ours always preloads it into its workers)",
     )
     parser.add_argument(
+        "--seeds", type=int, nargs="+", help="run every seed (data order and sampling) per side"
+    )
+    parser.add_argument(
+        "--reuse", type=Path, nargs="+", default=[], help="earlier reports: their runs are reused"
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="key=value overrides of the preset (both sides)"
     )
     args = parser.parse_args(argv)
+    if args.seeds and any(o.split("=")[0] in ("data.seed", "trainer.seed") for o in args.overrides):
+        raise UserError("--seeds sets data.seed and trainer.seed; leave them out of the overrides")
+    for path in args.reuse:
+        if not path.is_file():
+            raise UserError(f"--reuse {path}: no such report; pass a JSON this script wrote")
     if args.iterations < 1:
         raise UserError(f"--iterations must be >= 1, got {args.iterations}")
     bad = [o for o in args.overrides if "=" not in o]
@@ -359,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="grpo_vs_trl-"))
     try:
-        report = benchmark(args, workdir)
+        report = benchmark_seeds(args, workdir) if args.seeds else benchmark(args, workdir)
     except UserError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -415,13 +433,19 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict:
         "versions": {"ours": versions_here()},
         "notes": notes,
     }
-    if args.only != "trl":
+    reused = reused_sides(args.reuse, cfg.data.seed, args.iterations)
+    report["reused"] = sorted(reused)
+    if "ours" in reused:
+        report["ours"] = reused["ours"]
+    elif args.only != "trl":
         ours = run_ours(args.config_name, overrides, list(cfg.reward.scorers), workdir)
         ours["median_iteration_seconds"] = median_after_warmup(ours["iteration_seconds"])
         ours["phase_shares"] = our_shares(ours)
         ours["sync_share_ok"] = ours["phase_shares"]["sync"] <= TARGET_SYNC_SHARE
         report["ours"] = ours
-    if args.only != "ours":
+    if "trl" in reused:
+        report["trl"] = reused["trl"]
+    elif args.only != "ours":
         spec = {
             "model_dir": str(resolve(cfg.model.hf_dir)),
             "prompts": texts,
@@ -447,6 +471,134 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict:
     if "ours" in report and "trl" in report:
         report.update(compare(report["ours"], report["trl"]))
     return report
+
+
+def _seed_of(report: dict) -> int | None:
+    """The data seed a single-seed report ran with (from its overrides, else the preset's)."""
+    for o in report.get("overrides", []):
+        if o.startswith("data.seed="):
+            return int(o.split("=", 1)[1])
+    try:
+        return load_config(report["config_name"], report.get("overrides", [])).data.seed
+    except Exception:  # a report of a preset that no longer exists
+        return None
+
+
+def reused_sides(paths: list[Path], seed: int, iterations: int) -> dict[str, dict]:
+    """The runs of ``seed`` (``ours`` / ``trl``) found in earlier reports, cut to
+    ``iterations``; a report with fewer iterations is not used."""
+    found: dict[str, dict] = {}
+    for path in paths:
+        report = json.loads(path.read_text())
+        runs = report.get("seeds") or {str(_seed_of(report)): report}
+        run = runs.get(str(seed))
+        if not run:
+            continue
+        for side in ("ours", "trl"):
+            data = run.get(side)
+            if data and len(data["iteration_seconds"]) >= iterations and side not in found:
+                found[side] = _cut(data, iterations)
+    return found
+
+
+def _cut(side: dict, iterations: int) -> dict:
+    """A side's per-iteration lists cut to the first ``iterations``."""
+    out = {}
+    for key, value in side.items():
+        if isinstance(value, list) and len(value) >= iterations and key != "trl_logs":
+            out[key] = value[:iterations]
+        elif isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            out[key] = {k: v[:iterations] for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def benchmark_seeds(args: argparse.Namespace, workdir: Path) -> dict:
+    """:func:`benchmark` once per seed, and the summary over seeds."""
+    from mindspeed_rl.trainer.grpo import accuracy_part
+
+    runs: dict[str, dict] = {}
+    for seed in args.seeds:
+        one = argparse.Namespace(**vars(args))
+        one.overrides = [*args.overrides, f"data.seed={seed}", f"trainer.seed={seed}"]
+        seed_dir = workdir / f"seed{seed}"
+        seed_dir.mkdir()
+        runs[str(seed)] = benchmark(one, seed_dir)
+    first = runs[str(args.seeds[0])]
+    cfg = load_config(args.config_name, args.overrides)
+    report = {
+        "bench": "grpo_vs_trl",
+        "config_name": args.config_name,
+        "overrides": args.overrides,
+        "iterations": args.iterations,
+        "seeds_run": args.seeds,
+        "setup": {k: v for k, v in first["setup"].items() if k != "prompt_order"},
+        "versions": first["versions"],
+        "notes": first["notes"],
+        "summary": summarise(runs, accuracy_part(cfg), args.iterations),
+        "seeds": runs,
+    }
+    return report
+
+
+def _mean_se(values: list[float]) -> dict[str, float]:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return {"mean": mean, "se": se}
+
+
+def _window(curve: list[float], at: int, half: int = 2) -> float:
+    """Mean of a 1-based per-iteration curve over iterations at-half .. at+half (clipped)."""
+    lo, hi = max(1, at - half), min(len(curve), at + half)
+    return statistics.fmean(curve[lo - 1 : hi])
+
+
+def summarise(runs: dict[str, dict], acc_part: str, iterations: int) -> dict:
+    """Per side: the curves' mean and standard error over seeds, the figures at the
+    checkpoints, and reward per wall-clock minute."""
+    out: dict = {"accuracy_part": acc_part, "checkpoints": [], "sides": {}}
+    checkpoints = [k for k in (10, 20) if k <= iterations] or [iterations]
+    out["checkpoints"] = checkpoints
+    for side in ("ours", "trl"):
+        seeds = [r[side] for r in runs.values() if side in r]
+        if not seeds:
+            continue
+        reward = [s["reward_mean"] for s in seeds]
+        acc = [s["reward_parts"][acc_part] for s in seeds]
+        minutes = [sum(s["iteration_seconds"]) / 60 for s in seeds]
+        # Reward gained from iteration 1 to the mean of the last 5, per minute of iterations.
+        gain = [(statistics.fmean(r[-5:]) - r[0]) / m for r, m in zip(reward, minutes)]
+        out["sides"][side] = {
+            "seeds": len(seeds),
+            "reward_curve": [_mean_se([r[i] for r in reward]) for i in range(iterations)],
+            "accuracy_curve": [_mean_se([a[i] for a in acc]) for i in range(iterations)],
+            "accuracy_at": {str(k): _mean_se([a[k - 1] for a in acc]) for k in checkpoints},
+            "accuracy_window_at": {
+                str(k): _mean_se([_window(a, k) for a in acc]) for k in checkpoints
+            },
+            "reward_at": {str(k): _mean_se([r[k - 1] for r in reward]) for k in checkpoints},
+            "reward_window_at": {
+                str(k): _mean_se([_window(r, k) for r in reward]) for k in checkpoints
+            },
+            "minutes_of_iterations": _mean_se(minutes),
+            "median_iteration_seconds": _mean_se(
+                [median_after_warmup(s["iteration_seconds"]) for s in seeds]
+            ),
+            "reward_gain_per_minute": _mean_se(gain),
+        }
+    sides = out["sides"]
+    if "ours" in sides and "trl" in sides:
+        o, t = sides["ours"], sides["trl"]
+        out["ours_accuracy_at_least_trl_minus_se"] = {
+            k: o["accuracy_at"][k]["mean"]
+            >= t["accuracy_at"][k]["mean"] - t["accuracy_at"][k]["se"]
+            for k in o["accuracy_at"]
+        }
+        out["reward_gain_per_minute_ratio"] = (
+            o["reward_gain_per_minute"]["mean"] / t["reward_gain_per_minute"]["mean"]
+        )
+    return out
 
 
 def compare(ours: dict, trl: dict) -> dict:

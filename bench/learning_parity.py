@@ -160,6 +160,61 @@ def _weights_delta(before: dict, after: dict) -> dict:
     return {"share_changed": changed / total, "relative_norm": (diff_sq / norm_sq) ** 0.5}
 
 
+def _hf_generate_check(model, spec: dict, prompts, rows, forward: dict) -> dict:
+    """TRL's sampler on the same prompts: HF ``generate`` at T=1 under bf16 autocast. Its
+    samples' NLL and entropy under the fp32 reference and their format rate, next to vLLM's
+    (same prompts, other random draws)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mindspeed_rl.rewards.registry import resolve_scorer
+
+    torch.manual_seed(spec["seed"])
+    tok = AutoTokenizer.from_pretrained(spec["hf_dir"])
+    p_len = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), p_len, dtype=torch.long)
+    attn = torch.zeros(len(prompts), p_len, dtype=torch.long)
+    for k, p in enumerate(prompts):
+        ids[k, p_len - len(p) :] = torch.tensor(p)
+        attn[k, p_len - len(p) :] = 1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.generate(
+            input_ids=ids, attention_mask=attn, do_sample=True, temperature=spec["temperature"],
+            top_k=0, top_p=1.0, max_new_tokens=spec["max_tokens"],
+            num_return_sequences=spec["n"], eos_token_id=spec["stop_token_ids"] or None,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+        )  # fmt: skip
+    hf_rows = []
+    eos = model.generation_config.eos_token_id
+    stops = set(spec["stop_token_ids"]) | set(eos if isinstance(eos, list) else [eos])
+    for k, seq in enumerate(out[:, p_len:].tolist()):
+        cut = next((j + 1 for j, t in enumerate(seq) if t in stops), len(seq))
+        hf_rows.append({"prompt": k // spec["n"], "ids": seq[:cut]})
+    batch = _hf_batch(prompts, hf_rows)
+    lp, ent = _hf_forward(model, batch, autocast=False)
+    fmt = resolve_scorer("format")
+
+    def format_rate(rs):
+        texts = [spec["assistant_prefix"] + tok.decode(r["ids"], skip_special_tokens=True)
+                 for r in rs]  # fmt: skip
+        return sum(fmt(t, "").value for t in texts) / len(texts)
+
+    vllm_ref = forward["hf_fp32"]
+    return {
+        "hf_generate_bf16_autocast (TRL)": {
+            **_summary(lp, ent, batch["mask"]), "format_rate": format_rate(hf_rows),
+            "response_tokens": int(batch["mask"].sum()),
+        },
+        "vllm_bf16 (ours)": {
+            "nll_mean": vllm_ref["nll_mean"], "entropy_mean": vllm_ref["entropy_mean"],
+            "format_rate": format_rate(rows),
+            "response_tokens": sum(len(r["ids"]) for r in rows),
+        },
+        "note": "NLL and entropy under the fp32 HF reference, token means over each sampler's "
+        "own completions of the same 8 prompts x 8",
+    }  # fmt: skip
+
+
 def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> None:
     """Child process (one gloo rank): forwards and one update per recipe."""
     import torch
@@ -198,6 +253,8 @@ def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> Non
         "nll_mean": float(-(vllm_lp * mask).sum() / mask.sum()),
         "logprob_absdiff_vs_fp32_mean": float(((vllm_lp - ref_lp).abs() * mask).sum() / mask.sum()),
     }
+
+    report["sampling"] = _hf_generate_check(hf, spec, prompts, rows, report["forward"])
 
     initialize_model_parallel(1, 1, seed=1234)
     cfg = spec["optim"]
@@ -337,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": cfg.sampling.n, "temperature": cfg.sampling.temperature,
         "max_tokens": cfg.sampling.max_tokens,
         "stop_token_ids": list(cfg.sampling.stop_token_ids), "seed": cfg.trainer.seed,
+        "assistant_prefix": resolve_assistant_prefix(cfg),
         "clip": [cfg.loss.clip_eps_low, cfg.loss.clip_eps_high],
         "loss_agg_mode": cfg.loss.loss_agg_mode, "micro_batch_size": cfg.trainer.micro_batch_size,
         "optim": {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay,
