@@ -254,6 +254,13 @@ def rollout_metrics(dock: TransferDock, acc_part: str) -> dict[str, float]:
         "response_length/max": float(max(lengths)),
         "response_length/clip_ratio": sum(f == "length" for f in dock.get("finish")) / len(lengths),
     }
+    # Token-mean negative log-prob of the sampled tokens by the engine. Sampling from the
+    # policy itself (T=1, no top-k / top-p), its expectation is the policy's entropy along
+    # the sampled responses: next to actor/entropy it shows whether the engine samples the
+    # distribution the actor trains (bench/learning_parity.py measured both at 0.81).
+    logprobs = [lp for row in dock.get("rollout_logprobs") for lp in row]
+    if logprobs:
+        m["rollout/nll"] = -sum(logprobs) / len(logprobs)
     for name in parts[0]:
         m[f"reward/{name}"] = sum(p[name] for p in parts) / len(parts)
     # The accuracy and format scorers under one name each, whichever scorers they are (curves,
