@@ -5,7 +5,9 @@
 #   CONFIG            preset in configs/ (required)
 #   NNODES            nodes in the job (default 1)
 #   NODE_RANK         this node's rank, 0 = head (default 0)
-#   MASTER_ADDR       the head node's address (default 127.0.0.1)
+#   MASTER_ADDR       the head node's address, as the other nodes reach it (required when
+#                     NNODES > 1; 127.0.0.1 on one node)
+#   JOIN_TIMEOUT_S    how long a non-head node waits for the head's Ray (default 600)
 #   RAY_PORT          the head's Ray port (default 6379)
 #   DEVICES_PER_NODE  ranks per node (default: the preset's resources.devices_per_node)
 #   DEVICE            cpu | cuda | npu (default: the preset's resources.device)
@@ -18,6 +20,14 @@ cd "$root"
 : "${CONFIG:?set CONFIG to a preset in configs/, e.g. CONFIG=grpo_qwen25_7b}"
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
+if ! [[ "$NNODES" =~ ^[1-9][0-9]*$ ]] || ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || [ "$NODE_RANK" -ge "$NNODES" ]; then
+  echo "launch: NNODES=$NNODES NODE_RANK=$NODE_RANK: NNODES must be >= 1 and NODE_RANK in 0..NNODES-1" >&2
+  exit 2
+fi
+if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
+  echo "launch: NNODES=$NNODES needs MASTER_ADDR=<the head node's address, as the other nodes reach it>, the same on every node" >&2
+  exit 2
+fi
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 RAY_PORT=${RAY_PORT:-6379}
 python="${PYTHON:-python}"
@@ -62,6 +72,21 @@ PY
   "$python" cli/train_grpo.py --config-name "$CONFIG" resources.ray_address=auto \
     "${overrides[@]}" "$@"
 else
-  # Join, then stay until the head's cluster goes away.
+  # The head may still be starting: wait (bounded) until its Ray port answers, then join and
+  # stay until the head's cluster goes away.
+  "$python" - "$MASTER_ADDR" "$RAY_PORT" "${JOIN_TIMEOUT_S:-600}" <<'PY'
+import socket, sys, time
+host, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.time() + limit
+while True:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        break
+    except OSError as err:
+        if time.time() > deadline:
+            sys.exit(f"launch: the head {host}:{port} did not answer within {limit:.0f} s "
+                     f"({err}); start NODE_RANK=0 there, or check MASTER_ADDR / RAY_PORT")
+        time.sleep(3)
+PY
   "$ray_bin" start --address "$MASTER_ADDR:$RAY_PORT" "${resources[@]}" --block
 fi

@@ -49,6 +49,40 @@ def _repack_cpu_experts(worker) -> int:
     return count
 
 
+def llm_kwargs(config: RolloutConfig, model_dir: str, on_device: bool) -> dict:
+    """The arguments of the in-process ``vllm.LLM`` for ``config``.
+
+    With ``infer_tp`` > 1 every rank builds its engine under vLLM's external launcher. Each
+    Ray actor then sees only its own device, and vLLM's custom all-reduce maps the other TP
+    ranks' logical device ids through ``CUDA_VISIBLE_DEVICES`` (one entry) and fails while
+    the engine builds (vllm/distributed/device_communicators/custom_all_reduce.py): it is
+    turned off, and the TP all-reduce runs on NCCL / HCCL (verl does the same).
+    """
+    kwargs = dict(
+        model=str(model_dir),
+        load_format="dummy",
+        dtype=_VLLM_DTYPE[config.dtype],
+        tensor_parallel_size=config.infer_tp,
+        max_model_len=config.max_model_len,
+        enforce_eager=config.enforce_eager,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        skip_tokenizer_init=True,
+        logprobs_mode="processed_logprobs",
+        enable_prefix_caching=False,
+        # Per-request seeds (what makes sampling reproducible and resumable) break on CPU
+        # when a prefill is split across steps: vLLM rewinds the request's generator
+        # offset, which CPU generators do not have. Whole prefills avoid that path.
+        enable_chunked_prefill=False,
+        max_num_batched_tokens=max(config.max_model_len, 8192),
+        seed=0,
+        enable_sleep_mode=on_device,
+    )
+    if config.infer_tp > 1:
+        kwargs["distributed_executor_backend"] = "external_launcher"
+        kwargs["disable_custom_all_reduce"] = True
+    return kwargs
+
+
 class VLLMEngine(RolloutEngine):
     """An in-process vLLM ``LLM`` fed by weight sync.
 
@@ -69,34 +103,13 @@ class VLLMEngine(RolloutEngine):
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gb)
         from vllm import LLM
 
-        launcher = {}
         # vLLM's teardown destroys the default group: remember whether this rank cleans up.
         self._cleans_shm = config.infer_tp > 1 and torch.distributed.get_rank() == 0
         if config.infer_tp > 1:
-            launcher["distributed_executor_backend"] = "external_launcher"
             if self._cleans_shm:
                 remove_stale_cpu_shm()
             torch.distributed.barrier()
-        self._llm = LLM(
-            model=str(model_dir),
-            load_format="dummy",
-            dtype=_VLLM_DTYPE[config.dtype],
-            tensor_parallel_size=config.infer_tp,
-            max_model_len=config.max_model_len,
-            enforce_eager=config.enforce_eager,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            skip_tokenizer_init=True,
-            logprobs_mode="processed_logprobs",
-            enable_prefix_caching=False,
-            # Per-request seeds (what makes sampling reproducible and resumable) break on CPU
-            # when a prefill is split across steps: vLLM rewinds the request's generator
-            # offset, which CPU generators do not have. Whole prefills avoid that path.
-            enable_chunked_prefill=False,
-            max_num_batched_tokens=max(config.max_model_len, 8192),
-            seed=0,
-            enable_sleep_mode=on_device,
-            **launcher,
-        )
+        self._llm = LLM(**llm_kwargs(config, model_dir, on_device))
         self._sleep_mode = on_device
         self._sleeping = False
         hf_config = self._llm.llm_engine.model_config.hf_config

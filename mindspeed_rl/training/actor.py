@@ -272,15 +272,17 @@ class MegatronActor:
         assert self.optimizer is not None and self.loss_config is not None
         cfg = self.loss_config
         dp_group = parallel_state.get_data_parallel_group()
+        # Reductions below are fp32: fp64 collectives are not supported by every backend
+        # (HCCL), and sums over a mini-batch's tokens need no more.
         per_mini: list[dict[str, float]] = []
         # |training - rollout log-prob| of the sampled tokens: sum, count, max. Measured on the
         # first mini-batch, whose forward runs on exactly the weights the engine sampled with.
-        mismatch = torch.zeros(3, dtype=torch.float64, device=self.device)
+        mismatch = torch.zeros(3, dtype=torch.float32, device=self.device)
         for step, mini in enumerate(mini_batches):
             dp_range = dp_shard(len(mini))
             mbs, _ = self._micro_batches(samples, [mini[j] for j in dp_range])
             # The mini-batch's loss as the update sees it: sum and count over all ranks.
-            totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+            totals = torch.zeros(2, dtype=torch.float32, device=self.device)
             compare = step == 0 and samples.rollout_logprobs is not None
 
             def loss_fn(logits_BSV, mb, totals=totals, compare=compare):
@@ -293,13 +295,13 @@ class MegatronActor:
                 local = (
                     mask.sum() if cfg.loss_agg_mode == "token-mean" else (mask.sum(-1) > 0).sum()
                 )
-                totals[0] += (loss * local).detach().double()
-                totals[1] += local.detach().double()
+                totals[0] += (loss * local).detach().float()
+                totals[1] += local.detach().float()
                 if compare:
                     diff = (lp_BS.detach() - mb.extra["rollout"]).abs() * mask
-                    mismatch[0] += diff.sum().double()
-                    mismatch[1] += mask.sum().double()
-                    mismatch[2] = torch.maximum(mismatch[2], diff.max().double())
+                    mismatch[0] += diff.sum().float()
+                    mismatch[1] += mask.sum().float()
+                    mismatch[2] = torch.maximum(mismatch[2], diff.max().float())
                 return loss * local, local, (metrics, mask.sum().detach())
 
             for chunk in self.chunks:
@@ -347,14 +349,14 @@ def _mini_batch_metrics(
     if not results:
         return {}
     keys = [k for k in TOKEN_MEAN_METRICS if k in results[0][0]]
-    weighted = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
-    ratio_max = torch.zeros(1, dtype=torch.float64, device=device)
+    weighted = torch.zeros(len(keys) + 1, dtype=torch.float32, device=device)
+    ratio_max = torch.zeros(1, dtype=torch.float32, device=device)
     for metrics, tokens in results:
         for j, k in enumerate(keys):
-            weighted[j] += metrics[k].double() * tokens.double()
-        weighted[-1] += tokens.double()
+            weighted[j] += metrics[k].float() * tokens.float()
+        weighted[-1] += tokens.float()
         if "actor/ratio_max" in metrics:
-            ratio_max = torch.maximum(ratio_max, metrics["actor/ratio_max"].double().reshape(1))
+            ratio_max = torch.maximum(ratio_max, metrics["actor/ratio_max"].float().reshape(1))
     dist.all_reduce(weighted, group=dp_group)
     dist.all_reduce(ratio_max, op=dist.ReduceOp.MAX, group=dp_group)
     out = {k: (weighted[j] / weighted[-1].clamp(min=1)).item() for j, k in enumerate(keys)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from megatron.core.optimizer import MegatronOptimizer, OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
-from megatron.core.optimizer.optimizer import Float16OptimizerWithFloat16Params
+from megatron.core.optimizer.optimizer import Float16OptimizerWithFloat16Params, FP32Optimizer
 
 from mindspeed_rl.accelerator import megatron_device_scope
 
@@ -133,6 +133,13 @@ def state_tensors(optimizer: MegatronOptimizer) -> list[torch.Tensor]:
         out += [v for s in inner.state.values() for v in s.values()
                 if isinstance(v, torch.Tensor) and v.dim() > 0]  # fmt: skip
     return out
+
+
+def steps_model_params(optimizer: MegatronOptimizer) -> bool:
+    """Whether the optimizer steps the model's own parameters (fp32 params with the replicated
+    optimizer: megatron-core's FP32Optimizer keeps no main copies), so that offloading it
+    (``p.data = p.data.cpu()``) moves the model's weights as well."""
+    return any(isinstance(opt, FP32Optimizer) for opt in _inner_optimizers(optimizer))
 
 
 def state_bytes(optimizer: MegatronOptimizer) -> int:

@@ -8,7 +8,9 @@ to_rollout: free the DDP gradient buffers and move the optimizer's state (fp32 m
 and Adam moments, this rank's shard of them with the distributed optimizer) to host; wake
 the engine's weights; run the weight sync; move the training params to host too if asked;
 wake the engine's KV cache (vLLM sleep mode: weights first, so the sync never overlaps the
-cache).
+cache). An optimizer that steps the model's own params (fp32 params, replicated optimizer)
+is moved after the sync instead: its offload moves those params, and the resharder's
+collectives need them on the device.
 to_train: release the engine; bring params and optimizer state back; re-allocate the
 gradient buffers (zeroed).
 
@@ -72,6 +74,9 @@ class HybridMemory:
         self.events: list[str] = []
         self.moved: dict[str, int] = {}
         self._on_device = accelerator.kind != "cpu"
+        self._offload_optimizer_after_sync = optimizer is not None and opt.steps_model_params(
+            optimizer
+        )
 
     def optimizer_bytes(self) -> int:
         """Bytes megatron-core's optimizer offload moves (what it holds for this rank)."""
@@ -86,17 +91,15 @@ class HybridMemory:
             buffer.offload_to_cpu(move_params=False, move_grads=True)
         self.moved["grads"] = before - grad_buffer_bytes(self.chunks)
         self.events.append("offload_grads")
-        if self.optimizer is not None and self._on_device:
-            self.optimizer.offload_to_cpu()
-        self.moved["optimizer"] = self.optimizer_bytes() if self._on_device else 0
-        self.events.append("offload_optimizer")
-        if self._on_device:
-            self.acc.empty_cache()
+        if not self._offload_optimizer_after_sync:
+            self._offload_optimizer()
         if self.engine is not None:
             self.engine.resume_weights()
         self.events.append("engine_resume_weights")
         sync_weights()
         self.events.append("sync_weights")
+        if self._offload_optimizer_after_sync:
+            self._offload_optimizer()
         if self.offload_params and self._on_device:
             for buffer in _buffers(self.chunks):
                 buffer.offload_to_cpu(move_params=True, move_grads=False)
@@ -107,6 +110,14 @@ class HybridMemory:
             self.engine.resume_kv_cache()
         self.events.append("engine_resume_kv_cache")
         self.phase = Phase.ROLLOUT
+
+    def _offload_optimizer(self) -> None:
+        if self.optimizer is not None and self._on_device:
+            self.optimizer.offload_to_cpu()
+        self.moved["optimizer"] = self.optimizer_bytes() if self._on_device else 0
+        self.events.append("offload_optimizer")
+        if self._on_device:
+            self.acc.empty_cache()
 
     def to_train(self) -> None:
         """Hand the device back to training."""

@@ -62,3 +62,27 @@ def test_out_of_order_transitions_raise():
     mem.to_rollout(lambda: None)
     with pytest.raises(RuntimeError, match="to_rollout called in phase rollout"):
         mem.to_rollout(lambda: None)
+
+
+def test_an_optimizer_that_steps_the_model_params_is_offloaded_after_the_sync():
+    # fp32 params with the replicated optimizer: megatron-core's FP32Optimizer steps the
+    # model's own params, and its offload moves them to host. The sync must see them on the
+    # device, so that offload comes after it.
+    import torch
+    from megatron.core.optimizer import OptimizerConfig
+    from megatron.core.optimizer.optimizer import FP32Optimizer
+
+    from mindspeed_rl.accelerator import megatron_device_scope
+
+    param = torch.nn.Parameter(torch.ones(4))
+    with megatron_device_scope():
+        fp32 = FP32Optimizer(torch.optim.Adam([param]), OptimizerConfig(lr=1e-3), lambda *a: None)
+    calls: list[str] = []
+    mem = HybridMemory(get_accelerator("cpu"), _RecordingEngine(calls), [], fp32)
+    synced = []
+    mem.to_rollout(lambda: synced.append(list(mem.events)))
+    assert synced == [["offload_grads", "engine_resume_weights"]]
+    assert mem.events[:5] == [
+        "offload_grads", "engine_resume_weights", "sync_weights", "offload_optimizer",
+        "engine_resume_kv_cache",
+    ]  # fmt: skip
