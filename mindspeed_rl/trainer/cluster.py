@@ -9,6 +9,7 @@ from typing import Any
 from mindspeed_rl.accelerator import get_accelerator
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
+from mindspeed_rl.errors import UserError
 from mindspeed_rl.utils.console import logs_dir
 
 
@@ -21,6 +22,45 @@ def _ld_preload() -> str:
     if not iomp.is_file() or str(iomp) in current:
         return current
     return f"{iomp}:{current}" if current else str(iomp)
+
+
+def rank_placement(
+    bundle_nodes: list[str], node_addresses: dict[str, str], group_sizes: dict[str, int]
+) -> list[tuple[int, int]]:
+    """(placement-group bundle, local rank on its node) for each global rank.
+
+    Ranks are ordered by node (its address) and, on a node, by bundle index, so that
+    consecutive ranks share a node: megatron-core's TP group and vLLM's external-launcher TP
+    group are runs of consecutive ranks, and a PACK placement group does not promise that
+    its bundles are numbered node by node. A group (``group_sizes``: name -> size) that would
+    still span two nodes, because a node's rank count is not a multiple of its size, is
+    refused in one line.
+    """
+    # Address first (what a person reads in placement.json), then the node id: two Ray nodes
+    # on one host share an address.
+    order = sorted(range(len(bundle_nodes)),
+                   key=lambda b: (node_addresses.get(bundle_nodes[b], ""), bundle_nodes[b], b))  # fmt: skip
+    placed: list[tuple[int, int]] = []
+    seen: dict[str, int] = {}
+    for b in order:
+        node = bundle_nodes[b]
+        placed.append((b, seen.get(node, 0)))
+        seen[node] = seen.get(node, 0) + 1
+    for name, size in group_sizes.items():
+        if size <= 1:
+            continue
+        for start in range(0, len(placed), size):
+            nodes = {bundle_nodes[b] for b, _ in placed[start : start + size]}
+            if len(nodes) > 1:
+                per_node = ", ".join(
+                    f"{node_addresses.get(n, n)}: {c}" for n, c in sorted(seen.items())
+                )
+                raise UserError(
+                    f"{name}={size} would span nodes: Ray placed the ranks {per_node} per node; "
+                    f"every node must hold a multiple of {size} ranks (set "
+                    "resources.devices_per_node to a multiple of it, or lower it)"
+                )
+    return placed
 
 
 class WorkerGroup:
@@ -63,22 +103,30 @@ class WorkerGroup:
             bundle[device_resource] = 1
         self.pg = placement_group([dict(bundle) for _ in range(res.world_size)], strategy="PACK")
         ray.get(self.pg.ready())
+        from ray.util.placement_group import placement_group_table
+
+        table = placement_group_table(self.pg)["bundles_to_node_id"]
+        addresses = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        placed = rank_placement(
+            [table[b] for b in range(res.world_size)], addresses,
+            {"model.tp": cfg.model.tp, "rollout.infer_tp": cfg.rollout.infer_tp},
+        )  # fmt: skip
         actor_cls = ray.remote(HybridActorWorker)
         self.workers = [
             actor_cls.options(
                 num_cpus=res.cpus_per_worker,
                 num_gpus=1 if kind == "cuda" else 0,
                 resources={"NPU": 1} if kind == "npu" else None,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, rank),
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, bundle_index),
             ).remote(
                 rank,
                 res.world_size,
-                rank % res.devices_per_node,
+                local_rank,
                 res.devices_per_node,
                 kind,
                 str(logs / f"rank{rank}.log") if logs else None,
             )  # fmt: skip
-            for rank in range(res.world_size)
+            for rank, (bundle_index, local_rank) in enumerate(placed)
         ]
         master = ray.get(self.workers[0].address.remote())
         self.placement = ray.get(

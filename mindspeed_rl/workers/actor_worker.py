@@ -123,6 +123,7 @@ class HybridActorWorker:
         return {
             "rank": self.rank,
             "device": acc.kind,
+            "device_index": int(os.environ["LOCAL_RANK"]),
             "node_id": ray.get_runtime_context().get_node_id(),
             "ip": ray.util.get_node_ip_address(),
         }
