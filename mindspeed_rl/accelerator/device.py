@@ -135,6 +135,15 @@ def init_distributed(timeout_s: float = 600.0) -> Accelerator:
 
 
 @functools.cache
+def map_device_before_imports(kind: str) -> None:
+    """The first thing a worker process does on ``kind``: on NPU, import torch_npu's mapping
+    of ``torch.cuda`` onto the NPU before anything imports megatron-core, whose tensor-parallel
+    RNG tracker binds ``torch.cuda._lazy_call`` when it is imported (imported later, the
+    mapping misses that binding). Nothing to do on CUDA and CPU."""
+    if kind == "npu":
+        import torch_npu.contrib.transfer_to_npu  # noqa: F401
+
+
 def prepare_for_megatron() -> None:
     """Make megatron-core's CUDA-written code paths run on this device; idempotent.
 

@@ -38,8 +38,13 @@ class HybridActorWorker:
         kind: str,
         log_file: str | None = None,
     ):
-        from mindspeed_rl.accelerator import hide_expected_cpu_notices, local_device_index
+        from mindspeed_rl.accelerator import (
+            hide_expected_cpu_notices,
+            local_device_index,
+            map_device_before_imports,
+        )
 
+        map_device_before_imports(kind)
         _send_output_to(log_file)
         hide_expected_cpu_notices()
         self.rank = rank
