@@ -49,15 +49,26 @@ def _repack_cpu_experts(worker) -> int:
     return count
 
 
-def llm_kwargs(config: RolloutConfig, model_dir: str, on_device: bool) -> dict:
-    """The arguments of the in-process ``vllm.LLM`` for ``config``.
+def sleep_level(kind: str) -> int:
+    """vLLM sleep level between rollouts on device ``kind``: 2 (drop weights and KV cache;
+    every rollout starts with a full weight sync anyway) on CUDA; 1 (weights kept in host
+    memory) on NPU, where verl uses it and level 2 is not yet proven with vllm-ascend."""
+    return 1 if kind == "npu" else 2
+
+
+def llm_kwargs(config: RolloutConfig, model_dir: str, kind: str) -> dict:
+    """The arguments of the in-process ``vllm.LLM`` for ``config`` on device ``kind``.
 
     With ``infer_tp`` > 1 every rank builds its engine under vLLM's external launcher. Each
     Ray actor then sees only its own device, and vLLM's custom all-reduce maps the other TP
     ranks' logical device ids through ``CUDA_VISIBLE_DEVICES`` (one entry) and fails while
     the engine builds (vllm/distributed/device_communicators/custom_all_reduce.py): it is
     turned off, and the TP all-reduce runs on NCCL / HCCL (verl does the same).
+    On NPU, vllm-ascend keeps linear weights in its FRACTAL_NZ layout by default and then
+    refuses ``wake_up``; its ``rl_config`` turns NZ off for RL hand-overs
+    (vllm_ascend/ascend_config.py ``RlConfig``, vllm_ascend/worker/worker.py ``wake_up``).
     """
+    on_device = kind != "cpu"
     kwargs = dict(
         model=str(model_dir),
         load_format="dummy",
@@ -80,6 +91,8 @@ def llm_kwargs(config: RolloutConfig, model_dir: str, on_device: bool) -> dict:
     if config.infer_tp > 1:
         kwargs["distributed_executor_backend"] = "external_launcher"
         kwargs["disable_custom_all_reduce"] = True
+    if kind == "npu":
+        kwargs["additional_config"] = {"rl_config": {"enabled": True}}
     return kwargs
 
 
@@ -98,7 +111,9 @@ class VLLMEngine(RolloutEngine):
     def __init__(self, config: RolloutConfig, model_dir: str):
         self.config = config
         prepare_for_vllm()
-        on_device = get_accelerator().kind != "cpu"
+        kind = get_accelerator().kind
+        on_device = kind != "cpu"
+        self._sleep_level = sleep_level(kind)
         if not on_device:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gb)
         from vllm import LLM
@@ -109,7 +124,7 @@ class VLLMEngine(RolloutEngine):
             if self._cleans_shm:
                 remove_stale_cpu_shm()
             torch.distributed.barrier()
-        self._llm = LLM(**llm_kwargs(config, model_dir, on_device))
+        self._llm = LLM(**llm_kwargs(config, model_dir, kind))
         self._sleep_mode = on_device
         self._sleeping = False
         hf_config = self._llm.llm_engine.model_config.hf_config
@@ -182,7 +197,9 @@ class VLLMEngine(RolloutEngine):
 
     def release_memory(self) -> None:
         if self._sleep_mode and not self._sleeping:
-            self._llm.sleep(level=2)  # weights and KV cache; the next sync rewrites the weights
+            # Level 2 drops weights and KV cache (the next sync rewrites the weights); level 1
+            # keeps the weights in host memory (NPU, see sleep_level).
+            self._llm.sleep(level=self._sleep_level)
             self._sleeping = True
 
     def resume_weights(self) -> None:

@@ -13,7 +13,7 @@ from mindspeed_rl.rollout.vllm_engine import llm_kwargs
 def test_inference_tp_on_a_device_turns_custom_all_reduce_off(infer_tp):
     # Ray shows each actor one device; vLLM's custom all-reduce would index the other TP ranks'
     # devices through that one-entry CUDA_VISIBLE_DEVICES and fail while the engine builds.
-    kwargs = llm_kwargs(RolloutConfig(infer_tp=infer_tp, dtype="bf16"), "m", on_device=True)
+    kwargs = llm_kwargs(RolloutConfig(infer_tp=infer_tp, dtype="bf16"), "m", "cuda")
     assert kwargs["distributed_executor_backend"] == "external_launcher"
     assert kwargs["disable_custom_all_reduce"] is True
     assert kwargs["enable_sleep_mode"] is True
@@ -21,16 +21,28 @@ def test_inference_tp_on_a_device_turns_custom_all_reduce_off(infer_tp):
 
 
 def test_one_rank_engines_keep_vllms_defaults():
-    kwargs = llm_kwargs(RolloutConfig(infer_tp=1), "m", on_device=True)
+    kwargs = llm_kwargs(RolloutConfig(infer_tp=1), "m", "cuda")
     assert "distributed_executor_backend" not in kwargs
     assert "disable_custom_all_reduce" not in kwargs
+    assert "additional_config" not in kwargs
+
+
+def test_npu_engines_turn_vllm_ascend_rl_config_on():
+    # vllm-ascend refuses wake_up while its FRACTAL_NZ weight layout is on (its default);
+    # rl_config.enabled turns it off. Sleep level 1 on NPU, 2 elsewhere.
+    from mindspeed_rl.rollout.vllm_engine import sleep_level
+
+    kwargs = llm_kwargs(RolloutConfig(infer_tp=2), "m", "npu")
+    assert kwargs["additional_config"] == {"rl_config": {"enabled": True}}
+    assert kwargs["enable_sleep_mode"] is True and kwargs["disable_custom_all_reduce"] is True
+    assert (sleep_level("npu"), sleep_level("cuda")) == (1, 2)
 
 
 def test_every_argument_is_one_of_vllms():
     from vllm.engine.arg_utils import EngineArgs
 
-    for infer_tp in (1, 2):
-        kwargs = llm_kwargs(RolloutConfig(infer_tp=infer_tp), "m", on_device=False)
+    for infer_tp, kind in ((1, "cpu"), (2, "npu")):
+        kwargs = llm_kwargs(RolloutConfig(infer_tp=infer_tp), "m", kind)
         args = EngineArgs(**kwargs)  # a misspelt or removed argument raises TypeError here
         assert args.tensor_parallel_size == infer_tp
     assert args.disable_custom_all_reduce is True
