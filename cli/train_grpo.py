@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         "--plan", action="store_true", help="print the predicted per-device memory and exit"
     )
     parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="run the layout for 2 short iterations (every phase, a save and its resume) and "
+        "print time and memory per phase next to the plan; exit non-zero on any failure",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="show what the libraries print (vLLM, megatron-core, Ray) here too, not only in "
@@ -51,15 +57,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train_grpo: {args.config_name} is valid")
         return 0
     cfg.logging.verbose = cfg.logging.verbose or args.verbose
+    if args.preflight:
+        from mindspeed_rl.trainer.preflight import preflight_config, run_preflight
+
+        small = preflight_config(cfg, args.overrides)
+        small.validate(check_files=True)
+        return run(small, args.config_name,
+                   lambda c, name, console: run_preflight(cfg, c, name, console))  # fmt: skip
     return run(cfg, args.config_name)
 
 
-def run(cfg, config_name: str) -> int:
-    """Train with the libraries' output in <run>/logs/driver.log (and each worker's beside it);
-    a failure reaches the console as one line naming that file."""
+def run(cfg, config_name: str, job=None) -> int:
+    """Train (or run ``job(cfg, config_name, console)``) with the libraries' output in
+    <run>/logs/driver.log (and each worker's beside it); a failure reaches the console as one
+    line naming that file."""
     from mindspeed_rl.config.grpo import resolve
     from mindspeed_rl.errors import UserError
     from mindspeed_rl.trainer.grpo import train
+
+    job = job or train
     from mindspeed_rl.utils.console import (
         DRIVER_LOG,
         captured_output,
@@ -73,7 +89,7 @@ def run(cfg, config_name: str) -> int:
     failure: BaseException | None = None
     with captured_output(log_file, verbose=cfg.logging.verbose) as console:
         try:
-            train(cfg, config_name, console)
+            job(cfg, config_name, console)
         except Exception as err:  # noqa: BLE001  (reported on one line below, traceback logged)
             log_traceback(err)
             failure = err

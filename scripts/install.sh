@@ -34,5 +34,12 @@ if [ "$device" = cpu ]; then
 fi
 "$py" -c "import torch, megatron.core, transformers, ray, math_verify" 2>/dev/null \
   || { echo "install.sh: the stack does not import; see the pip output above" >&2; exit 1; }
+if [ "$device" = npu ]; then
+  # vLLM for Ascend is built from source with vllm-ascend beside it (their install guide);
+  # no vllm-ascend release on PyPI pairs with vLLM 0.32 (0.23.0.post1 pairs with vLLM 0.23
+  # and torch 2.10), so this step is the user's, and is checked here.
+  "$py" -c "import vllm, vllm_ascend, sys; sys.exit(vllm.__version__.split('+')[0] != '0.32.0')" 2>/dev/null \
+    || { echo "install.sh: npu needs vLLM 0.32.0 and a vllm-ascend built for it in .venv (VLLM_TARGET_DEVICE=empty .venv/bin/pip install vllm==0.32.0, then vllm-ascend from source); install them and rerun" >&2; exit 1; }
+fi
 rm -f .venv/.mindspeed-rl-"$device"-*
 touch "$stamp"

@@ -11,6 +11,12 @@
 #   RAY_PORT          the head's Ray port (default 6379)
 #   DEVICES_PER_NODE  ranks per node (default: the preset's resources.devices_per_node)
 #   DEVICE            cpu | cuda | npu (default: the preset's resources.device)
+#   PREFLIGHT=1       run the preset's layout for 2 short iterations (every phase, a save and
+#                     its resume) and report time and memory per phase, instead of training
+# Hosts with several network interfaces: set GLOO_SOCKET_IFNAME and NCCL_SOCKET_IFNAME (GPU)
+# or HCCL_IF_IP (NPU) to the interface / address the nodes reach each other on. Every node
+# needs the repository, .venv, the checkpoint and the data at the same paths (a shared file
+# system, or copies), and the head writes the run's output.
 # The head starts Ray, waits until all NNODES nodes have joined, then trains; the other
 # nodes join and wait until the head's Ray stops. Ray's token authentication needs the same
 # token on every node: export RAY_AUTH_TOKEN=... (or RAY_AUTH_MODE=disabled on a private net).
@@ -35,6 +41,8 @@ python="${PYTHON:-python}"
 ray_bin="$(dirname "$python")/ray"
 command -v "$ray_bin" >/dev/null 2>&1 || ray_bin=ray
 
+mode=()
+[ "${PREFLIGHT:-0}" = 1 ] && mode=(--preflight)
 overrides=("resources.nnodes=$NNODES")
 [ -n "${DEVICES_PER_NODE:-}" ] && overrides+=("resources.devices_per_node=$DEVICES_PER_NODE")
 [ -n "${DEVICE:-}" ] && overrides+=("resources.device=$DEVICE")
@@ -49,7 +57,7 @@ case "${DEVICE:-}" in
 esac
 
 if [ "$NNODES" = 1 ]; then
-  exec "$python" cli/train_grpo.py --config-name "$CONFIG" "${overrides[@]}" "$@"
+  exec "$python" cli/train_grpo.py --config-name "$CONFIG" "${mode[@]}" "${overrides[@]}" "$@"
 fi
 
 if [ "$NODE_RANK" = 0 ]; then
@@ -69,7 +77,7 @@ while (alive := sum(n["Alive"] for n in ray.nodes())) < want:
     time.sleep(2)
 print(f"launch: {alive} nodes up")
 PY
-  "$python" cli/train_grpo.py --config-name "$CONFIG" resources.ray_address=auto \
+  "$python" cli/train_grpo.py --config-name "$CONFIG" "${mode[@]}" resources.ray_address=auto \
     "${overrides[@]}" "$@"
 else
   # The head may still be starting: wait (bounded) until its Ray port answers, then join and

@@ -69,6 +69,18 @@ class Accelerator:
             return torch.npu.memory_allocated()  # type: ignore[attr-defined]
         return 0
 
+    def used_memory(self) -> int:
+        """Bytes in use, as the preflight measures a phase: on accelerators the device's total
+        minus its free memory (what the driver sees: torch's cache, vLLM's memory pools,
+        NCCL / HCCL buffers); on CPU this process's resident set."""
+        if self.kind == "cpu":
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        lib = torch.cuda if self.kind == "cuda" else torch.npu  # type: ignore[attr-defined]
+        free, total = lib.mem_get_info(self.device)
+        return int(total - free)
+
 
 def _npu_available() -> bool:
     if importlib.util.find_spec("torch_npu") is None:

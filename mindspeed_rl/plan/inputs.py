@@ -98,6 +98,7 @@ def plan_input(
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         cpu_kv_cache_gb=cfg.rollout.kv_cache_gb,
         bucket_mb=cfg.rollout.bucket_mb,
+        offload_params=cfg.rollout.offload_params,
         on_accelerator=cfg.resources.device != "cpu",
         device_memory_gb=(
             cfg.resources.device_memory_gb if device_memory_gb is None else device_memory_gb

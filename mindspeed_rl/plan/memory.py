@@ -432,7 +432,8 @@ def rollout_phase(x: PlanInput, stage: int) -> PhasePlan:
         ),
     ]
     if x.reference_model:
-        terms.append(Term("reference model", param_bytes(x, stage)))
+        where = "host" if x.offload_params and x.on_accelerator else "device"
+        terms.append(Term("reference model", param_bytes(x, stage), where=where))
     terms += [
         Term("vLLM weights", vllm_weight_bytes(x), f"{x.infer_dtype}, infer TP{x.infer_tp}"),
         Term("KV cache", kv_cache_bytes(x), kv_detail),

@@ -72,6 +72,10 @@ class RolloutConfig:
     """Fraction of device memory vLLM may use on accelerators."""
     bucket_mb: int = 64
     """Weight-sync bucket size: at most this many MB of weights in flight."""
+    offload_params: bool = False
+    """Accelerators: also move the training params (and the KL reference model) to host
+    memory while the engine samples, so the KV cache can have their room; costs one host
+    round trip of the params per iteration. The optimizer state is always moved."""
     enforce_eager: bool = True
     """Skip CUDA graphs / compilation (faster start-up; needed on CPU)."""
 

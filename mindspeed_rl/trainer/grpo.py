@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -33,16 +34,24 @@ TRAINER_STATE = "trainer_state.json"
 
 
 class Timer:
-    """Seconds per named phase of one iteration."""
+    """Seconds per named phase of one iteration; ``on_end(phase)``, when given, runs after
+    each phase's time is taken (the preflight reads each phase's peak memory there)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_end: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.on_end = on_end
+        self.current = ""
+        """The phase running now (the innermost one)."""
 
     @contextmanager
     def __call__(self, phase: str):
+        outer, self.current = self.current, phase
         start = time.perf_counter()
         yield
+        self.current = outer
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+        if self.on_end is not None:
+            self.on_end(phase)
 
 
 def _shards(n: int, parts: int) -> list[range]:
@@ -464,6 +473,31 @@ def train(
     return metrics
 
 
+def train_step(
+    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer, synced: bool
+) -> tuple[TransferDock, dict[str, float], dict[str, float]]:
+    """One iteration's phases, each timed by ``t``: sync (unless the engines already hold the
+    current weights), rollout, to_train (engines asleep, training state back), log-probs,
+    update. Returns the batch, the update's metrics and the rollout's extra metrics."""
+    updates_per_batch = cfg.trainer.ppo_epochs * (
+        cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
+    )
+    if not synced:
+        with t("sync"):
+            group.call("to_rollout")
+    with t("rollout"):
+        dock, extra = rollout(group, loader, cfg, iteration)
+    with t("to_train"):
+        group.call("to_train")
+    shape_rewards(dock, cfg)
+    with t("logprobs"):
+        compute_logprobs(group, dock, cfg, updates_per_batch)
+    compute_advantages(dock, cfg)
+    with t("update"):
+        actor = update(group, dock, cfg, iteration)
+    return dock, actor, extra
+
+
 def run_iterations(
     group,
     loader: PromptLoader,
@@ -477,30 +511,20 @@ def run_iterations(
     advantages -> update, validation and checkpoints on their intervals."""
     ckpt_root = out / "checkpoints"
     acc_part = accuracy_part(cfg)
-    updates_per_batch = cfg.trainer.ppo_epochs * (
-        cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
-    )
     metrics: dict[str, float] = {}
     in_rollout = False  # the engines already hold the current weights (after validation)
     for iteration in range(start, cfg.trainer.iterations + 1):
         t = Timer()
         with t("step"):
-            if not in_rollout:
-                with t("sync"):
-                    group.call("to_rollout")
             if val and iteration == 1:
+                if not in_rollout:
+                    with t("sync"):
+                        group.call("to_rollout")
+                    in_rollout = True
                 with t("validation"):
                     logger.log(0, validate(group, val, cfg, acc_part))
-            with t("rollout"):
-                dock, extra = rollout(group, loader, cfg, iteration)
-            group.call("to_train")
+            dock, actor, extra = train_step(group, loader, cfg, iteration, t, in_rollout)
             in_rollout = False
-            shape_rewards(dock, cfg)
-            with t("logprobs"):
-                compute_logprobs(group, dock, cfg, updates_per_batch)
-            compute_advantages(dock, cfg)
-            with t("update"):
-                actor = update(group, dock, cfg, iteration)
         tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
         metrics = {**rollout_metrics(dock, acc_part), **actor, **extra,
                    **{f"timing/{k}": v for k, v in t.seconds.items()},

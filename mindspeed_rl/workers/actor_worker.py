@@ -48,6 +48,7 @@ class HybridActorWorker:
         _send_output_to(log_file)
         hide_expected_cpu_notices()
         self.rank = rank
+        self.peak_memory = None
         os.environ.update(
             RANK=str(rank),
             WORLD_SIZE=str(world_size),
@@ -117,12 +118,16 @@ class HybridActorWorker:
                 ref_chunks, meta, None, None, cfg.sampling.temperature,
                 cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
             )  # fmt: skip
-        self.engine = create_engine(cfg.rollout, hf_meta_dir)
+        # The engine is built with the training state parked, then sleeps (see HybridMemory).
+        self.memory = HybridMemory(
+            acc, None, chunks, self.optimizer, offload_params=cfg.rollout.offload_params,
+            frozen=self.ref.chunks if self.ref is not None else (),
+        )  # fmt: skip
+        self.engine = self.memory.build_engine(lambda: create_engine(cfg.rollout, hf_meta_dir))
         self.resharder = MegatronToHF(
             [unwrap(c) for c in chunks], meta, bucket_mb=cfg.rollout.bucket_mb,
             dtype=cfg.rollout.torch_dtype,
         )  # fmt: skip
-        self.memory = HybridMemory(acc, self.engine, chunks, self.optimizer)
         import ray
 
         return {
@@ -227,9 +232,41 @@ class HybridActorWorker:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
 
+    # -- preflight -------------------------------------------------------------------------
+
+    def start_memory_probe(self) -> int:
+        """Start sampling memory in use (see :mod:`mindspeed_rl.workers.peak_memory`);
+        returns what is in use now, after the build."""
+        from mindspeed_rl.accelerator import get_accelerator
+        from mindspeed_rl.workers.peak_memory import PeakMemory
+
+        self.peak_memory = PeakMemory(get_accelerator().used_memory)
+        return self.peak_memory.take()
+
+    def memory_peak(self) -> int:
+        """The highest memory in use since the previous call."""
+        return self.peak_memory.take()
+
+    def digest(self) -> list[float]:
+        """A checksum of this rank's training state (model params, then the optimizer's main
+        params and Adam moments): two ranks or two moments hold the same state only if their
+        digests are equal. The preflight compares it before a save and after loading that save."""
+        from mindspeed_rl.training import optimizer as opt
+
+        tensors = [p for c in self.actor.chunks for p in c.parameters()]
+        tensors += opt.state_tensors(self.optimizer)
+        # Reductions in each tensor's own dtype: no copy (the device may be nearly full), and
+        # 25x faster on CPU than accumulating in fp64; the same state gives the same figures.
+        sums = torch.stack([t.detach().sum().double().cpu() for t in tensors])
+        norms = torch.stack([torch.linalg.vector_norm(t.detach()).double().cpu() for t in tensors])
+        weights = torch.arange(1, len(tensors) + 1, dtype=torch.float64)
+        return [float(sums @ weights), float(norms @ weights), float(len(tensors))]
+
     def shutdown(self) -> None:
         from mindspeed_rl.training.parallel import destroy_model_parallel
 
+        if self.peak_memory is not None:
+            self.peak_memory.close()
         self.engine.shutdown()
         destroy_model_parallel()
 

@@ -14,6 +14,12 @@ collectives need them on the device.
 to_train: release the engine; bring params and optimizer state back; re-allocate the
 gradient buffers (zeroed).
 
+The engine itself is built through :meth:`HybridMemory.build_engine`, with the training state
+parked the same way: on accelerators vLLM sizes itself as gpu_memory_utilization x the
+device's total memory and refuses to start unless that much is free
+(vllm/v1/worker/utils.py ``request_memory``), so it must not see the gradient buffers and
+optimizer state as used. It then sleeps until the first rollout.
+
 The moves are megatron-core's own (``MegatronOptimizer.offload_to_cpu`` /
 ``restore_from_cpu``, the DDP buffers' ``offload_to_cpu`` / ``reload_from_cpu``). On CPU the
 optimizer state already lives in host memory, so only the gradient buffers are freed, which
@@ -64,10 +70,13 @@ class HybridMemory:
         chunks: Sequence[torch.nn.Module],
         optimizer: MegatronOptimizer | None,
         offload_params: bool = False,
+        frozen: Sequence[torch.nn.Module] = (),
     ):
         self.acc = accelerator
         self.engine = engine
         self.chunks = list(chunks)
+        self.frozen = list(frozen)
+        """Models that only run forward (the KL reference): moved with the params."""
         self.optimizer = optimizer
         self.offload_params = offload_params
         self.phase = Phase.TRAIN
@@ -82,15 +91,27 @@ class HybridMemory:
         """Bytes megatron-core's optimizer offload moves (what it holds for this rank)."""
         return 0 if self.optimizer is None else opt.state_bytes(self.optimizer)
 
+    def build_engine(self, factory: Callable[[], RolloutEngine]) -> RolloutEngine:
+        """Build the engine with ``factory`` while the training state is parked (gradient
+        buffers freed, optimizer state and, with offload_params, the params on the host), put
+        it to sleep, and bring the training state back."""
+        if self.phase is not Phase.TRAIN or self.engine is not None:
+            raise RuntimeError("build_engine is called once, in phase train, before any rollout")
+        self._offload_grads()
+        self._offload_optimizer()
+        self._offload_params()
+        self.engine = factory()
+        self.events.append("engine_build")
+        self.engine.release_memory()
+        self.events.append("engine_release")
+        self._onload()
+        return self.engine
+
     def to_rollout(self, sync_weights: Callable[[], None]) -> None:
         """Hand the device to the inference engine, with the current weights synced in."""
         if self.phase is not Phase.TRAIN:
             raise RuntimeError(f"to_rollout called in phase {self.phase.value}")
-        before = grad_buffer_bytes(self.chunks)
-        for buffer in _buffers(self.chunks):
-            buffer.offload_to_cpu(move_params=False, move_grads=True)
-        self.moved["grads"] = before - grad_buffer_bytes(self.chunks)
-        self.events.append("offload_grads")
+        self._offload_grads()
         if not self._offload_optimizer_after_sync:
             self._offload_optimizer()
         if self.engine is not None:
@@ -100,16 +121,35 @@ class HybridMemory:
         self.events.append("sync_weights")
         if self._offload_optimizer_after_sync:
             self._offload_optimizer()
-        if self.offload_params and self._on_device:
-            for buffer in _buffers(self.chunks):
-                buffer.offload_to_cpu(move_params=True, move_grads=False)
-            self.acc.empty_cache()
-        if self.offload_params:
-            self.events.append("offload_params")
+        self._offload_params()
         if self.engine is not None:
             self.engine.resume_kv_cache()
         self.events.append("engine_resume_kv_cache")
         self.phase = Phase.ROLLOUT
+
+    def _offload_grads(self) -> None:
+        before = grad_buffer_bytes(self.chunks)
+        for buffer in _buffers(self.chunks):
+            buffer.offload_to_cpu(move_params=False, move_grads=True)
+        self.moved["grads"] = before - grad_buffer_bytes(self.chunks)
+        self.events.append("offload_grads")
+
+    def _offload_params(self) -> None:
+        if not self.offload_params:
+            return
+        if self._on_device:
+            for buffer in _buffers(self.chunks):  # the distributed optimizer's param buffers
+                buffer.offload_to_cpu(move_params=True, move_grads=False)
+            for p in self._loose_params():
+                p.data = p.data.cpu().pin_memory()
+            self.acc.empty_cache()
+        self.events.append("offload_params")
+
+    def _loose_params(self) -> list[torch.nn.Parameter]:
+        """Params that no DDP param buffer holds (those of the replicated optimizer, whose
+        DDP allocates none, and the frozen models'): moved one by one."""
+        held = [p for b in _buffers(self.chunks) if b.param_data is None for p in b.params]
+        return held + [p for m in self.frozen for p in m.parameters()]
 
     def _offload_optimizer(self) -> None:
         if self.optimizer is not None and self._on_device:
@@ -126,11 +166,18 @@ class HybridMemory:
         if self.engine is not None:
             self.engine.release_memory()
         self.events.append("engine_release")
+        self._onload()
+        self.phase = Phase.TRAIN
+
+    def _onload(self) -> None:
         if self._on_device:
             self.acc.empty_cache()
         if self.offload_params and self._on_device:
             for buffer in _buffers(self.chunks):
                 buffer.reload_from_cpu(move_params=True, move_grads=False)
+            for p in self._loose_params():
+                p.data = p.data.to(self.acc.device, non_blocking=True)
+            self.acc.synchronize()
         if self.offload_params:
             self.events.append("onload_params")
         if self.optimizer is not None and self._on_device:
@@ -139,4 +186,3 @@ class HybridMemory:
         for buffer in _buffers(self.chunks):
             buffer.reload_from_cpu(move_params=False, move_grads=True)
         self.events.append("onload_grads")
-        self.phase = Phase.TRAIN

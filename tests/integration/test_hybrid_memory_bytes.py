@@ -13,6 +13,11 @@ from mindspeed_rl.checkpoint.convert import hf_to_mcore
 from mindspeed_rl.utils.spawn import run_ranks
 
 
+class _Asleep:
+    def release_memory(self) -> None:
+        pass
+
+
 def _worker(rank: int, world: int, ckpt: str, out: str) -> None:
     from mindspeed_rl.accelerator import get_accelerator
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
@@ -40,6 +45,15 @@ def _worker(rank: int, world: int, ckpt: str, out: str) -> None:
         "grad_bytes_before": grad_buffer_bytes(chunks),
         "optimizer_bytes": memory.optimizer_bytes(),
     }
+
+    # The engine is built while the gradient buffers are freed, then the hand-over goes on.
+    def build():
+        report["grad_bytes_engine_build"] = grad_buffer_bytes(chunks)
+        return _Asleep()
+
+    memory.build_engine(build)
+    report["grad_bytes_after_build"] = grad_buffer_bytes(chunks)
+    memory.engine = None
     memory.to_rollout(lambda: None)
     report["grad_bytes_rollout"] = grad_buffer_bytes(chunks)
     report["moved"] = memory.moved
@@ -68,6 +82,8 @@ def test_rollout_frees_grad_buffers_and_counts_sharded_optimizer(tmp_path, tiny_
         # fp32 gradient buffer: every parameter of the replica (padded for the reduce-scatter).
         assert 4 * numel <= r["grad_bytes_before"] <= 4 * numel * 1.01
         assert r["grad_bytes_rollout"] == 0
+        assert r["grad_bytes_engine_build"] == 0
+        assert r["grad_bytes_after_build"] == r["grad_bytes_before"]
         assert r["moved"]["grads"] == r["grad_bytes_before"]
         assert r["moved"]["optimizer"] == 0  # on CPU the optimizer state is host memory already
         assert r["grad_bytes_after"] == r["grad_bytes_before"]

@@ -86,3 +86,26 @@ def test_an_optimizer_that_steps_the_model_params_is_offloaded_after_the_sync():
         "offload_grads", "engine_resume_weights", "sync_weights", "offload_optimizer",
         "engine_resume_kv_cache",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("offload_params", [False, True])
+def test_the_engine_is_built_with_the_training_state_parked_then_sleeps(offload_params):
+    # vLLM sizes itself from the free memory it sees while it builds: the training state is
+    # out of the way then, the engine sleeps, and training gets its state back.
+    calls: list[str] = []
+    mem = HybridMemory(get_accelerator("cpu"), None, [], None, offload_params=offload_params)
+    seen = []
+
+    def factory():
+        seen.append(list(mem.events))
+        return _RecordingEngine(calls)
+
+    engine = mem.build_engine(factory)
+    parked = ["offload_grads", "offload_optimizer"] + (["offload_params"] if offload_params else [])
+    assert seen == [parked]
+    onload = (["onload_params"] if offload_params else []) + ["onload_optimizer", "onload_grads"]
+    assert mem.events == parked + ["engine_build", "engine_release"] + onload
+    assert calls == ["engine.release_memory"] and mem.engine is engine
+    assert mem.phase is Phase.TRAIN
+    with pytest.raises(RuntimeError, match="build_engine is called once"):
+        mem.build_engine(factory)
