@@ -8,6 +8,8 @@ else in the package calls ``torch.cuda`` or imports ``torch_npu``.
 from mindspeed_rl.accelerator.device import (
     Accelerator,
     DeviceKind,
+    cpu_bf16_note,
+    cpu_has_bf16_matmul,
     get_accelerator,
     hide_expected_cpu_notices,
     init_distributed,
@@ -21,6 +23,8 @@ from mindspeed_rl.accelerator.device import (
 __all__ = [
     "Accelerator",
     "DeviceKind",
+    "cpu_bf16_note",
+    "cpu_has_bf16_matmul",
     "get_accelerator",
     "hide_expected_cpu_notices",
     "init_distributed",

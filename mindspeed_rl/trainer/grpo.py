@@ -380,7 +380,17 @@ def startup_summary(cfg: GRPOConfig, config_name: str, load_dir: Path, resume: i
         f"  run     {cfg.trainer.iterations} iterations x {cfg.data.prompts_per_iteration} prompts "
         f"x {cfg.sampling.n} samples, responses <= {cfg.sampling.max_tokens} tokens, {start}",
         f"  logs    what vLLM, megatron-core and Ray print: {logs}",
-    ]
+    ] + ([f"  note    {note}"] if (note := dtype_note(cfg)) else [])
+
+
+def dtype_note(cfg: GRPOConfig) -> str | None:
+    """A warning for bf16 on a CPU that emulates it (see cpu_has_bf16_matmul)."""
+    from mindspeed_rl.accelerator import cpu_bf16_note, cpu_has_bf16_matmul
+
+    dtypes = {"model.params_dtype": cfg.model.params_dtype}
+    if cfg.rollout.engine == "vllm":
+        dtypes["rollout.dtype"] = cfg.rollout.dtype
+    return cpu_bf16_note(get_kind(cfg), dtypes, cpu_has_bf16_matmul())
 
 
 def get_kind(cfg: GRPOConfig) -> str:

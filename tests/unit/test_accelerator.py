@@ -29,3 +29,19 @@ def test_cuda_arguments_mean_cpu_only_inside_the_scope():
         assert torch.ones(2).type() == "torch.cuda.FloatTensor"
         assert torch.ones(2).to("cuda").device.type == "cpu"
     assert torch.ones(2).type() == "torch.FloatTensor"  # plain meaning outside
+
+
+def test_bf16_matmul_is_read_from_the_cpu_flags():
+    from mindspeed_rl.accelerator import cpu_bf16_note, cpu_has_bf16_matmul
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+    sapphire = "flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert not cpu_has_bf16_matmul(avx2)
+    assert cpu_has_bf16_matmul(sapphire)
+    assert cpu_has_bf16_matmul("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # no x86 flags
+    dtypes = {"model.params_dtype": "bf16", "rollout.dtype": "fp32"}
+    note = cpu_bf16_note("cpu", dtypes, has_bf16=False)
+    assert note is not None and note.endswith("model.params_dtype=fp32 avoids it")
+    assert cpu_bf16_note("cpu", dtypes, has_bf16=True) is None
+    assert cpu_bf16_note("cuda", dtypes, has_bf16=False) is None
+    assert cpu_bf16_note("cpu", {"model.params_dtype": "fp32"}, has_bf16=False) is None
