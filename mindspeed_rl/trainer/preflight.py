@@ -214,6 +214,9 @@ def run_preflight(
         finally:
             group.shutdown()
     except BaseException:
+        if report.rows:  # what passed before the failure, without the plan's columns
+            for line in report.lines({}):
+                say(line)
         say(f"preflight: FAILED in phase {t.current or 'set-up'}")
         raise
     plans = {"this batch": _plan_bytes(cfg), "the run": _plan_bytes(run_cfg)}

@@ -68,3 +68,18 @@ def test_peak_memory_sees_a_transient_peak_and_starts_a_new_window():
     finally:
         probe.close()
     assert not any(t.name == "peak-memory" and t.is_alive() for t in threading.enumerate())
+
+
+def test_report_shows_each_runs_seconds_the_worst_peak_and_the_plan_of_its_phase():
+    from mindspeed_rl.trainer.preflight import PreflightReport
+
+    report = PreflightReport("cuda")
+    report.add("update", 2.0, 3 * 2**30)
+    report.add("update", 1.5, 5 * 2**30)
+    report.add("sync", 0.5, 4 * 2**30)
+    plans = {"this batch": {"training": 4 * 2**30, "rollout": 6 * 2**30}}
+    head, update, sync = report.lines(plans)
+    assert "peak device used" in head and "plan, this batch" in head
+    assert update.split()[:4] == ["update", "2.0", "/", "1.5"] and "5.00 GB" in update
+    assert update.endswith("4.00 GB training") and sync.endswith("6.00 GB rollout")
+    assert report.peak.name == "update"
