@@ -47,10 +47,14 @@ def _check_passed(proc: subprocess.CompletedProcess, out) -> dict:
 
 
 def test_preflight_of_the_quickstart_preset(tmp_path, smollm2_dir, gsm8k_prompts):
+    from mindspeed_rl.accelerator import cpu_has_bf16_matmul
+
     out = tmp_path / "run"
+    # As scripts/quickstart.sh runs the preset: fp32 on a CPU that would emulate bf16.
+    dtypes = [] if cpu_has_bf16_matmul() else ["model.params_dtype=fp32", "rollout.dtype=fp32"]
     cmd = [sys.executable, str(REPO_ROOT / "cli" / "train_grpo.py"), "--preflight",
            "--config-name", "grpo_smollm2_cpu", f"trainer.output_dir={out}",
-           f"data.train_prefix={gsm8k_prompts}", "data.val_prefix=''", "rollout.max_model_len=320"]  # fmt: skip
+           f"data.train_prefix={gsm8k_prompts}", "data.val_prefix=''", "rollout.max_model_len=320", *dtypes]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=900)
     _check_passed(proc, out)
     # DP2 x micro-batch 8 with 8 samples per prompt: 2 prompts per iteration.
