@@ -74,8 +74,6 @@ def run(cfg, config_name: str, job=None) -> int:
     from mindspeed_rl.config.grpo import resolve
     from mindspeed_rl.errors import UserError
     from mindspeed_rl.trainer.grpo import train
-
-    job = job or train
     from mindspeed_rl.utils.console import (
         DRIVER_LOG,
         captured_output,
@@ -85,6 +83,7 @@ def run(cfg, config_name: str, job=None) -> int:
         root_cause,
     )
 
+    job = job or train
     log_file = logs_dir(resolve(cfg.trainer.output_dir)) / DRIVER_LOG
     failure: BaseException | None = None
     with captured_output(log_file, verbose=cfg.logging.verbose) as console:

@@ -17,8 +17,10 @@ PHASES = {"build", "sync", "rollout", "to_train", "logprobs", "update", "save", 
 ROW = re.compile(r"^\s+(\w+)\s+([\d.]+(?: / [\d.]+)?)\s+([\d.]+) GB")
 
 
-def _preflight(cmd: list[str]) -> list[str]:
-    return cmd[:2] + ["--preflight"] + cmd[2:]
+def _run_preflight(cmd: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
+    """``cmd`` (a train_command) with --preflight, run to the end."""
+    cmd = cmd[:2] + ["--preflight"] + cmd[2:]
+    return subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=timeout)
 
 
 def _table(stdout: str) -> dict[str, tuple[list[float], float]]:
@@ -69,8 +71,7 @@ def test_preflight_tensor_parallel_train_and_rollout(
     out = tmp_path / "run"
     cmd = train_command(tiny_qwen3_chat_model, gsm8k_prompts, out, "model.tp=2",
                         "rollout.infer_tp=2", "trainer.micro_batch_size=1")  # fmt: skip
-    proc = subprocess.run(_preflight(cmd), capture_output=True, text=True, env=run_env(),
-                          timeout=900)  # fmt: skip
+    proc = _run_preflight(cmd)
     _check_passed(proc, out)
     assert "train TP2 PP1 DP1, rollout TP2" in proc.stdout, proc.stdout
 
@@ -84,8 +85,7 @@ def test_preflight_pipeline_parallel_over_the_memory_budget(
     out = tmp_path / "run"
     cmd = train_command(tiny_chat_model, gsm8k_prompts, out, "model.pp=2",
                         "trainer.micro_batch_size=1", "resources.device_memory_gb=1.3")  # fmt: skip
-    proc = subprocess.run(_preflight(cmd), capture_output=True, text=True, env=run_env(),
-                          timeout=900)  # fmt: skip
+    proc = _run_preflight(cmd)
     assert proc.returncode == 2, failure_report(proc, out / "preflight")
     assert set(_table(proc.stdout)) == PHASES, proc.stdout
     lines = proc.stderr.strip().splitlines()
@@ -96,8 +96,7 @@ def test_preflight_pipeline_parallel_over_the_memory_budget(
 def test_preflight_refuses_a_layout_plan_rejects(tmp_path, tiny_chat_model, gsm8k_prompts):
     out = tmp_path / "run"
     cmd = train_command(tiny_chat_model, gsm8k_prompts, out, "resources.device_memory_gb=0.01")
-    proc = subprocess.run(_preflight(cmd), capture_output=True, text=True, env=run_env(),
-                          timeout=300)  # fmt: skip
+    proc = _run_preflight(cmd, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "0.01" in lines[0], proc.stderr
