@@ -14,8 +14,10 @@ from megatron.core import parallel_state
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.spec_utils import ModuleSpec
 
 from mindspeed_rl.accelerator import get_accelerator
+from mindspeed_rl.models.attention import CoreAttention
 from mindspeed_rl.models.spec import ModelSpec
 
 
@@ -125,6 +127,19 @@ def _moe_kwargs(spec: ModelSpec, ep: int) -> dict:
     )
 
 
+def layer_spec(spec: ModelSpec) -> ModuleSpec:
+    """megatron-core's local layer spec with our core attention (packed THD sequences and
+    padded rows, one kernel per device; see :mod:`mindspeed_rl.models.attention`)."""
+    layer = get_gpt_layer_local_spec(
+        num_experts=spec.num_experts or None,
+        moe_grouped_gemm=False,
+        normalization="RMSNorm",
+        qk_layernorm=spec.qk_norm,
+    )
+    layer.submodules.self_attention.submodules.core_attention = CoreAttention
+    return layer
+
+
 def build_gpt_model(
     spec: ModelSpec,
     padded_vocab_size: int,
@@ -144,12 +159,7 @@ def build_gpt_model(
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=get_gpt_layer_local_spec(
-            num_experts=spec.num_experts or None,
-            moe_grouped_gemm=False,
-            normalization="RMSNorm",
-            qk_layernorm=spec.qk_norm,
-        ),
+        transformer_layer_spec=layer_spec(spec),
         vocab_size=padded_vocab_size,
         max_sequence_length=max_sequence_length or spec.max_position_embeddings,
         pre_process=first,

@@ -10,7 +10,7 @@ sample with prompt length P is scored by position P + j - 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -20,6 +20,7 @@ from megatron.core.optimizer import MegatronOptimizer
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
 from mindspeed_rl.training import optimizer as opt
+from mindspeed_rl.models.attention import packed_params
 from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
 from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
 
@@ -60,6 +61,41 @@ def _prompt_packs(samples: Samples, indices: Sequence[int], size: int) -> list[l
     return [g[k : k + size] for g in groups.values() for k in range(0, len(g), size)]
 
 
+def sample_tokens(samples: Samples, i: int) -> int:
+    return len(samples.prompt_ids[i]) + len(samples.response_ids[i])
+
+
+def balanced_shards(samples: Samples, indices: Sequence[int], dp: int) -> list[list[int]]:
+    """``indices`` split over ``dp`` ranks with about equal tokens each: longest first, each
+    to the rank with the fewest tokens so far (ties: fewer samples, then the lower rank).
+    Deterministic, so every rank computes every rank's share."""
+    shards: list[list[int]] = [[] for _ in range(dp)]
+    load = [0] * dp
+    for i in sorted(indices, key=lambda i: (-sample_tokens(samples, i), i)):
+        r = min(range(dp), key=lambda r: (load[r], len(shards[r]), r))
+        shards[r].append(i)
+        load[r] += sample_tokens(samples, i)
+    return shards
+
+
+def token_bins(samples: Samples, indices: Sequence[int], budget: int) -> list[list[int]]:
+    """``indices`` packed into micro-batches of at most ``budget`` tokens (prompt + response),
+    first-fit decreasing; a sample longer than the budget gets a micro-batch of its own."""
+    bins: list[list[int]] = []
+    load: list[int] = []
+    for i in sorted(indices, key=lambda i: (-sample_tokens(samples, i), i)):
+        n = sample_tokens(samples, i)
+        for b in range(len(bins)):
+            if load[b] + n <= budget:
+                bins[b].append(i)
+                load[b] += n
+                break
+        else:
+            bins.append([i])
+            load.append(n)
+    return bins
+
+
 def is_output_rank() -> bool:
     """The rank of its model-parallel group that reports results (last stage, TP rank 0)."""
     return (
@@ -82,6 +118,7 @@ class MegatronActor:
         micro_batch_size: int,
         pad_id: int = 0,
         pack_prompts: bool = False,
+        max_tokens_per_micro_batch: int = 0,
     ):
         self.chunks = chunks
         self.meta = meta
@@ -91,6 +128,7 @@ class MegatronActor:
         self.micro_batch_size = micro_batch_size
         self.pad_id = pad_id
         self.pack_prompts = pack_prompts
+        self.max_tokens = max_tokens_per_micro_batch
         self.dtype = next(chunks[0].parameters()).dtype
         self.device = next(chunks[0].parameters()).device
 
@@ -138,6 +176,38 @@ class MegatronActor:
             logits_from=start,
         )
 
+    def _response_extras(
+        self, samples: Samples, rows: Sequence[int], predictors: list[int]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Per-token tensors of a micro-batch whose logits are read at ``predictors`` (every
+        row's response tokens in turn): the padded ``[rows, longest]`` layout the loss
+        expects, its ``unpack`` index into the predictors and the ``targets`` they score."""
+        responses = [samples.response_ids[i] for i in rows]
+        longest = max((len(r) for r in responses), default=0)
+        unpack = torch.zeros(len(rows), longest, dtype=torch.long)
+        mask, adv, old, ref, rollout = (torch.zeros(len(rows), longest) for _ in range(5))
+        at = 0
+        for r, (i, resp) in enumerate(zip(rows, responses)):
+            n = len(resp)
+            unpack[r, :n] = torch.arange(at, at + n)
+            at += n
+            mask[r, :n] = 1.0
+            if samples.advantages is not None:
+                adv[r, :n] = samples.advantages[i]
+            if samples.old_logprobs is not None:
+                old[r, :n] = torch.tensor(samples.old_logprobs[i])
+            if samples.ref_logprobs is not None:
+                ref[r, :n] = torch.tensor(samples.ref_logprobs[i])
+            if samples.rollout_logprobs is not None:
+                rollout[r, :n] = torch.tensor(samples.rollout_logprobs[i])
+        assert at == len(predictors)
+        targets = [t for resp in responses for t in resp]
+        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout,
+                 "unpack": unpack, "targets": torch.tensor([targets], dtype=torch.long)}  # fmt: skip
+        return {k: v.to(self.device) for k, v in extra.items()}, torch.tensor(
+            predictors, dtype=torch.long, device=self.device
+        )
+
     def _pack_shared_prompt(self, samples: Samples, rows: Sequence[int]) -> MicroBatch:
         """One row: the prompt once, then each response of ``rows`` (which share that prompt).
 
@@ -154,43 +224,80 @@ class MegatronActor:
         allowed = torch.zeros(seq_len, seq_len, dtype=torch.bool)
         allowed[:n_prompt, :n_prompt] = torch.ones(n_prompt, n_prompt, dtype=torch.bool).tril()
         tokens, positions, predict_from = list(prompt), list(range(n_prompt)), []
-        longest = max(len(r) for r in responses)
-        unpack = torch.zeros(len(rows), longest, dtype=torch.long)
-        mask, adv, old, ref, rollout = (torch.zeros(len(rows), longest) for _ in range(5))
-        for r, (i, resp) in enumerate(zip(rows, responses)):
+        for resp in responses:
             start, n = len(tokens), len(resp)
             tokens += resp
             positions += range(n_prompt, n_prompt + n)
             allowed[start : start + n, :n_prompt] = True
             allowed[start : start + n, start : start + n] = torch.ones(n, n).tril().bool()
-            unpack[r, :n] = torch.arange(len(predict_from), len(predict_from) + n)
             predict_from += [n_prompt - 1, *range(start, start + n - 1)][:n]
-            mask[r, :n] = 1.0
-            if samples.advantages is not None:
-                adv[r, :n] = samples.advantages[i]
-            if samples.old_logprobs is not None:
-                old[r, :n] = torch.tensor(samples.old_logprobs[i])
-            if samples.ref_logprobs is not None:
-                ref[r, :n] = torch.tensor(samples.ref_logprobs[i])
-            if samples.rollout_logprobs is not None:
-                rollout[r, :n] = torch.tensor(samples.rollout_logprobs[i])
-        targets = [t for resp in responses for t in resp]
-        extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout,
-                 "unpack": unpack, "targets": torch.tensor([targets])}  # fmt: skip
+        extra, index = self._response_extras(samples, rows, predict_from)
         position_ids = torch.tensor(positions)
         return MicroBatch(
             tokens_BS=torch.tensor([tokens], device=self.device),
             position_ids_BS=position_ids[None].to(self.device),
             attention_mask_B1SS=(~allowed)[None, None].to(self.device),
-            extra={k: v.to(self.device) for k, v in extra.items()},
-            logits_index=torch.tensor(predict_from, device=self.device),
+            extra=extra,
+            logits_index=index,
             rope_positions=position_ids.to(self.device),
         )
+
+    def _pack_thd(self, samples: Samples, rows: Sequence[int]) -> MicroBatch:
+        """``rows``' sequences (prompt + response) back to back in one row, THD: each attends
+        to itself only and its positions restart at 0 (megatron-core applies RoPE per
+        sequence from ``cu_seqlens``); no padding, no mask. Per-token tensors come back in the
+        padded ``[rows, longest]`` layout the loss expects."""
+        tokens: list[int] = []
+        positions: list[int] = []
+        predict_from: list[int] = []
+        bounds = [0]
+        for i in rows:
+            prompt, resp = samples.prompt_ids[i], samples.response_ids[i]
+            start = len(tokens)
+            tokens += prompt + resp
+            positions += range(len(prompt) + len(resp))
+            first = start + len(prompt) - 1  # the prompt's last position scores response[0]
+            predict_from += range(first, first + len(resp))
+            bounds.append(len(tokens))
+        extra, index = self._response_extras(samples, rows, predict_from)
+        cu_seqlens = torch.tensor(bounds, dtype=torch.int32, device=self.device)
+        longest = max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+        return MicroBatch(
+            tokens_BS=torch.tensor([tokens], device=self.device),
+            position_ids_BS=torch.tensor([positions], device=self.device),
+            attention_mask_B1SS=None,
+            extra=extra,
+            logits_index=index,
+            packed=packed_params(cu_seqlens, longest),
+        )
+
+    def _token_budget_micro_batches(
+        self, samples: Samples, indices: Sequence[int]
+    ) -> tuple[list[MicroBatch], list[Sequence[int]]]:
+        """This rank's micro-batches of at most ``max_tokens`` tokens each (THD), from a share
+        of ``indices`` balanced in tokens over the data-parallel ranks. Every rank runs as
+        many micro-batches as the busiest (fillers with no loss): expert-parallel all-to-alls
+        span data-parallel ranks and must meet once per micro-batch on each."""
+        dp = parallel_state.get_data_parallel_world_size()
+        rank = parallel_state.get_data_parallel_rank()
+        bins = [token_bins(samples, shard, self.max_tokens)
+                for shard in balanced_shards(samples, indices, dp)]  # fmt: skip
+        mine = bins[rank]
+        mbs = [self._pack_thd(samples, rows) for rows in mine]
+        missing = max(len(b) for b in bins) - len(mine)
+        if missing:
+            filler = replace(mbs[-1] if mbs else self._pack_thd(samples, [indices[0]]), filler=True)
+            mbs += [filler] * missing
+        return mbs, [*mine, *([[]] * missing)]
 
     def _micro_batches(
         self, samples: Samples, indices: Sequence[int]
     ) -> tuple[list[MicroBatch], list[Sequence[int]]]:
-        """The micro-batches over ``indices`` and the sample index of each of their rows."""
+        """This data-parallel rank's micro-batches over its share of ``indices`` (the same
+        list on every rank) and the sample index of each of their rows."""
+        if self.max_tokens:
+            return self._token_budget_micro_batches(samples, indices)
+        indices = [indices[j] for j in dp_shard(len(indices))]
         mbs = self.micro_batch_size
         if self.pack_prompts:
             packs = [
@@ -235,8 +342,7 @@ class MegatronActor:
     def logprobs(self, samples: Samples) -> dict[int, list[float]]:
         """Response log-probs of this DP rank's share, keyed by sample index (output ranks;
         others return an empty dict)."""
-        indices = list(dp_shard(len(samples)))
-        mbs, row_lists = self._micro_batches(samples, indices)
+        mbs, row_lists = self._micro_batches(samples, range(len(samples)))
 
         def collect(logits_BSV, mb):
             lp_BS, _ = self._token_logprobs(logits_BSV, mb, entropy=False)
@@ -279,8 +385,7 @@ class MegatronActor:
         # first mini-batch, whose forward runs on exactly the weights the engine sampled with.
         mismatch = torch.zeros(3, dtype=torch.float32, device=self.device)
         for step, mini in enumerate(mini_batches):
-            dp_range = dp_shard(len(mini))
-            mbs, _ = self._micro_batches(samples, [mini[j] for j in dp_range])
+            mbs, _ = self._micro_batches(samples, mini)
             # The mini-batch's loss as the update sees it: sum and count over all ranks.
             totals = torch.zeros(2, dtype=torch.float32, device=self.device)
             compare = step == 0 and samples.rollout_logprobs is not None

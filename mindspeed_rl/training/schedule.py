@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from megatron.core.distributed import finalize_model_grads
+from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.utils import get_model_config
 
@@ -29,8 +30,8 @@ class MicroBatch:
 
     tokens_BS: torch.Tensor
     position_ids_BS: torch.Tensor
-    attention_mask_B1SS: torch.Tensor
-    """True where attention is NOT allowed (Megatron's convention)."""
+    attention_mask_B1SS: torch.Tensor | None
+    """True where attention is NOT allowed (Megatron's convention); None with ``packed``."""
     extra: dict[str, torch.Tensor]
     """Whatever the loss needs (labels, masks, advantages, ...), on the last stage."""
     logits_from: int = 0
@@ -44,7 +45,11 @@ class MicroBatch:
     every response continues from the prompt's length). Needs batch size 1."""
     filler: bool = False
     """A copy that only pads the micro-batch count (interleaved schedules need a multiple of
-    the pipeline size): its loss and count are zero."""
+    the pipeline size; data-parallel ranks run as many micro-batches as each other): its loss
+    and count are zero."""
+    packed: PackedSeqParams | None = None
+    """Sequences packed back to back in one row of ``tokens_BS`` (THD): each attends to
+    itself only and its RoPE positions restart at 0 (``cu_seqlens`` bounds them)."""
 
 
 # loss_fn(logits_BSV_local, micro_batch) -> (loss sum, count it sums over, outputs to return)
@@ -134,7 +139,12 @@ def _forward_step(loss_fn: LossFn, data_iterator, model: torch.nn.Module):
         )  # fmt: skip
     if rope is not None:
         rope.positions = mb.rope_positions
-    output = model(mb.tokens_BS, mb.position_ids_BS, attention_mask=mb.attention_mask_B1SS)
+    output = model(
+        mb.tokens_BS,
+        mb.position_ids_BS,
+        attention_mask=mb.attention_mask_B1SS,
+        packed_seq_params=mb.packed,
+    )
     return output, functools.partial(_loss_step, loss_fn, mb)
 
 

@@ -45,6 +45,13 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     if layout.get("no_qk_norm_reduce"):
         # finalize_model_grads sums q/k norm gradients over TP only when the config says so.
         unwrap(chunks[0]).config.qk_layernorm = False
+    if layout.get("leak"):  # packed sequences attend across their bounds: one causal block
+        import mindspeed_rl.models.attention as attention
+
+        whole = attention.causal_varlen_attention
+        attention.causal_varlen_attention = lambda q, k, v, cu, longest, scale: whole(
+            q, k, v, cu[[0, -1]], int(cu[-1]), scale
+        )
     if layout.get("broken"):
         for chunk in chunks:  # no data-parallel gradient reduction at all
             chunk.finish_grad_sync = lambda force_all_reduce=False: None
@@ -60,7 +67,10 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
         states = checkpoint_states(chunks, Path(ckpt), iteration, meta)
         assert opt.init_main_params(optimizer, chunks, states) > 0
     loss_config = GRPOLossConfig(kl_coef=0.0, loss_agg_mode=layout.get("agg", "token-mean"))
-    actor = MegatronActor(chunks, meta, optimizer, loss_config, 1.0, micro_batch_size=2)
+    actor = MegatronActor(
+        chunks, meta, optimizer, loss_config, 1.0, micro_batch_size=2,
+        max_tokens_per_micro_batch=layout.get("max_tokens", 0),
+    )  # fmt: skip
     # Fixed old log-probs near the random model's (-log 250 = -5.5): the ratio, the clipping
     # and so the loss move with the weights from step to step.
     old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
@@ -132,6 +142,12 @@ LAYOUTS = {
     "pp2_vpp2": dict(tp=1, pp=2, vpp=2),
     "dp2_distopt": dict(tp=1, pp=1, dp=2, distopt=True),
     "tp2_dp2_distopt": dict(tp=2, pp=1, dp=2, distopt=True),
+    # Sequences packed back to back (THD) in micro-batches of at most 16 tokens, against the
+    # padded one-rank baseline.
+    "thd": dict(tp=1, pp=1, max_tokens=16),
+    "thd_tp2": dict(tp=2, pp=1, max_tokens=16),
+    "thd_pp2": dict(tp=1, pp=2, max_tokens=16),
+    "thd_dp2": dict(tp=1, pp=1, dp=2, distopt=True, max_tokens=16),
 }
 
 
@@ -146,6 +162,11 @@ def test_layout_matches_one_rank(tmp_path, tiny_qwen2_dir, baseline, name):
 
 def test_broken_gradient_reduction_is_caught(tmp_path, tiny_qwen2_dir, baseline):
     run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, dp=2, distopt=True, broken=True)
+    assert _max_rel_diff(run, baseline) > 1e-3
+
+
+def test_packed_sequences_leaking_attention_is_caught(tmp_path, tiny_qwen2_dir, baseline):
+    run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, max_tokens=16, leak=True)
     assert _max_rel_diff(run, baseline) > 1e-3
 
 
@@ -201,17 +222,24 @@ def test_qwen3_at_tp2_matches_one_rank(tmp_path, tiny_qwen3_wide_heads_dir):
     assert _max_rel_diff(unreduced, one) > 1e-4
 
 
-@pytest.mark.parametrize("distopt", [False, True], ids=["replicated", "distopt"])
-def test_qwen3_moe_expert_parallel_matches_one_rank(tmp_path, tiny_qwen3_moe_dir, distopt):
+@pytest.mark.parametrize(
+    "distopt,max_tokens", [(False, 0), (True, 0), (True, 12)], ids=["replicated", "distopt", "thd"]
+)
+def test_qwen3_moe_expert_parallel_matches_one_rank(
+    tmp_path, tiny_qwen3_moe_dir, distopt, max_tokens
+):
     # EP2 x DP2: each rank holds 2 of the 4 experts; tokens reach them through the all-to-all
     # dispatch and their gradients come back. 3 steps equal one rank's, and the checkpoint
     # layout a rank saves holds all 4 experts under their global names.
     one = _train(tmp_path / "one", tiny_qwen3_moe_dir, tp=1, pp=1)
     assert len(set(one["loss"])) == STEPS
+    # With a token budget (THD) the two ranks pack different numbers of micro-batches; the
+    # one with fewer runs fillers so that the all-to-alls still meet.
     two = _train(
-        tmp_path / "two", tiny_qwen3_moe_dir, tp=1, pp=1, dp=2, ep=2, distopt=distopt, save=True
-    )
-    print(f"qwen3-moe EP2 (distopt={distopt}) vs one rank: {_max_rel_diff(two, one):.3g}")
+        tmp_path / "two", tiny_qwen3_moe_dir, tp=1, pp=1, dp=2, ep=2, distopt=distopt,
+        save=True, max_tokens=max_tokens,
+    )  # fmt: skip
+    print(f"qwen3-moe EP2 (distopt={distopt}, max_tokens={max_tokens}) vs one rank: {_max_rel_diff(two, one):.3g}")
     assert _max_rel_diff(two, one) <= 1e-5
     stage = torch.load(next((tmp_path / "two").glob("*/stage0.pt")))
     for e in range(4):
