@@ -61,7 +61,9 @@ class CoreAttention(MegatronModule):
             raise ValueError("attention bias is not supported")
         if packed_seq_params is not None:
             if packed_seq_params.qkv_format != "thd":
-                raise ValueError(f"packed sequences must be THD, got {packed_seq_params.qkv_format}")
+                raise ValueError(
+                    f"packed sequences must be THD, got {packed_seq_params.qkv_format}"
+                )
             # megatron-core reshapes [T, H, D] to [T, 1, H * D] after this returns.
             return causal_varlen_attention(
                 query, key, value, packed_seq_params.cu_seqlens_q,

@@ -19,8 +19,8 @@ from megatron.core.optimizer import MegatronOptimizer
 
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
-from mindspeed_rl.training import optimizer as opt
 from mindspeed_rl.models.attention import packed_params
+from mindspeed_rl.training import optimizer as opt
 from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
 from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
 

@@ -239,7 +239,9 @@ def test_qwen3_moe_expert_parallel_matches_one_rank(
         tmp_path / "two", tiny_qwen3_moe_dir, tp=1, pp=1, dp=2, ep=2, distopt=distopt,
         save=True, max_tokens=max_tokens,
     )  # fmt: skip
-    print(f"qwen3-moe EP2 (distopt={distopt}, max_tokens={max_tokens}) vs one rank: {_max_rel_diff(two, one):.3g}")
+    print(
+        f"qwen3-moe EP2 (distopt={distopt}, max_tokens={max_tokens}) vs one rank: {_max_rel_diff(two, one):.3g}"
+    )
     assert _max_rel_diff(two, one) <= 1e-5
     stage = torch.load(next((tmp_path / "two").glob("*/stage0.pt")))
     for e in range(4):
