@@ -57,9 +57,11 @@ Training (megatron-core), on one rank:
   checkpoint) plus one recomputed block; s = longest prompt (the dataset summary's, else
   `rollout.max_model_len - sampling.max_tokens`; in these tables always the latter) +
   `sampling.max_tokens`; with `trainer.pack_prompts` one row of the prompt and `b`
-  responses; at PP > 1 (1F1B) stage i holds PP - i micro-batches;
-- logits window: response tokens x micro-batch x vocab/TP x 18 B (the bf16 logits and the
-  four fp32 tensors the log-softmax holds at its peak).
+  responses; with `trainer.max_tokens_per_micro_batch` one row of the budget's tokens and no
+  softmax term (the varlen kernels keep no S x S scores); at PP > 1 (1F1B) stage i holds
+  PP - i micro-batches;
+- logits window: response tokens x micro-batch (with a token budget: the budget) x vocab/TP
+  x 18 B (the bf16 logits and the four fp32 tensors the log-softmax holds at its peak).
 
 Rollout (vLLM in the same process):
 

@@ -184,7 +184,14 @@ class TrainerConfig:
     """Samples per optimizer step; 0: the whole iteration's batch (one step per iteration)."""
     micro_batch_size: int = 4
     """Samples per forward/backward pass on a data-parallel rank (with pack_prompts: at most
-    this many responses of one prompt, in one row)."""
+    this many responses of one prompt, in one row). Unused with max_tokens_per_micro_batch."""
+    max_tokens_per_micro_batch: int = 0
+    """Pack samples (prompt + response) back to back, with no padding, into forward/backward
+    passes of at most this many tokens (a longer sample gets a pass of its own); samples are
+    spread over data-parallel ranks by tokens. Attention stays within each sample (THD,
+    ``cu_seqlens``; a varlen kernel per device), so log-probs and updates equal the padded
+    path's. 0: padded rows of micro_batch_size samples, each micro-batch as long as its
+    longest sample."""
     pack_prompts: bool = False
     """Train the responses of one prompt in one row after a single copy of the prompt (each
     response attends to the prompt and itself; RoPE positions continue from the prompt), so
@@ -216,6 +223,16 @@ class TrainerConfig:
         if self.micro_batch_size < 1 or self.mini_batch_size < 0 or self.ppo_epochs < 1:
             raise ValueError(
                 "trainer.micro_batch_size and ppo_epochs must be >= 1, mini_batch_size >= 0"
+            )
+        if self.max_tokens_per_micro_batch < 0:
+            raise ValueError(
+                "trainer.max_tokens_per_micro_batch must be >= 0 (0: padded micro-batches), "
+                f"got {self.max_tokens_per_micro_batch}"
+            )
+        if self.max_tokens_per_micro_batch and self.pack_prompts:
+            raise ValueError(
+                "trainer.pack_prompts and max_tokens_per_micro_batch are two packings; "
+                "set one (pack_prompts=false or max_tokens_per_micro_batch=0)"
             )
         if self.resume not in ("auto", "never"):
             raise ValueError(f"trainer.resume must be auto or never, got {self.resume!r}")
@@ -306,7 +323,9 @@ class GRPOConfig:
                 f"trainer.mini_batch_size={mini} does not divide the batch "
                 f"(data.prompts_per_iteration*sampling.n={self.samples_per_iteration})"
             )
-        if mini % (self.dp * self.trainer.micro_batch_size):
+        if not self.trainer.max_tokens_per_micro_batch and mini % (
+            self.dp * self.trainer.micro_batch_size
+        ):
             raise UserError(
                 f"trainer.mini_batch_size={mini} is not a multiple of data-parallel size "
                 f"{self.dp} x trainer.micro_batch_size {self.trainer.micro_batch_size}"

@@ -70,6 +70,10 @@ def plan_input(
     spec.check_parallel(m.tp, m.pp, m.ep)
     mini = t.mini_batch_size or cfg.samples_per_iteration
     prompt, _ = longest_prompt(cfg, read_dataset)
+    per_pass = t.micro_batch_size
+    if t.max_tokens_per_micro_batch:  # samples per pass when every one is as long as it can be
+        longest = min(prompt + cfg.sampling.max_tokens, cfg.rollout.max_model_len)
+        per_pass = max(1, t.max_tokens_per_micro_batch // longest)
     return PlanInput(
         spec=spec,
         world=cfg.resources.world_size,
@@ -84,9 +88,10 @@ def plan_input(
         recompute_num_layers=m.recompute_num_layers,
         grad_reduce_in_fp32=o.grad_reduce_in_fp32 or m.params_dtype == "fp32",
         distributed_optimizer=o.use_distributed_optimizer,
-        micro_batch=t.micro_batch_size,
-        microbatches_per_step=max(1, mini // (cfg.dp * t.micro_batch_size)),
+        micro_batch=per_pass,
+        microbatches_per_step=max(1, -(-mini // (cfg.dp * per_pass))),
         pack_prompts=t.pack_prompts,
+        max_tokens=t.max_tokens_per_micro_batch,
         prompt_tokens=prompt,
         response_tokens=cfg.sampling.max_tokens,
         max_model_len=cfg.rollout.max_model_len,

@@ -72,6 +72,9 @@ class PlanInput:
     """Micro-batches one optimizer step runs on one data-parallel rank."""
     pack_prompts: bool = False
     """A micro-batch is one row: one prompt then ``micro_batch`` responses."""
+    max_tokens: int = 0
+    """Token budget of a micro-batch whose samples are packed back to back (THD, varlen
+    attention: no ``S x S`` scores); 0: padded rows of ``micro_batch`` samples."""
     prompt_tokens: int = 512
     """The longest prompt."""
     response_tokens: int = 512
@@ -264,7 +267,10 @@ def layer_input_bytes(spec: ModelSpec, seq: int, batch: int, params_dtype: str) 
 
 def micro_batch_shape(x: PlanInput) -> tuple[int, int]:
     """(sequence length, rows) of one training micro-batch: padded rows of prompt + response,
-    or with ``pack_prompts`` one row of the prompt followed by every response."""
+    with ``pack_prompts`` one row of the prompt followed by every response, with a token
+    budget one row of the budget (or of the longest sample, which gets a pass of its own)."""
+    if x.max_tokens:
+        return max(x.max_tokens, x.seq_tokens), 1
     if x.pack_prompts:
         return x.prompt_tokens + x.micro_batch * x.response_tokens, 1
     return x.seq_tokens, x.micro_batch
@@ -276,7 +282,10 @@ def stage_activation_bytes(x: PlanInput) -> float:
     plus the full activations of the block being recomputed)."""
     seq, batch = micro_batch_shape(x)
     layers = x.spec.layers_per_stage(x.pp)
-    full_layer = layer_activation_bytes(x.spec, seq, batch, x.tp, x.params_dtype)
+    # Packed sequences go through a varlen kernel that keeps no S x S scores.
+    full_layer = layer_activation_bytes(
+        x.spec, seq, batch, x.tp, x.params_dtype, attention=not x.max_tokens
+    )
     if x.recompute == "selective":
         return layers * layer_activation_bytes(
             x.spec, seq, batch, x.tp, x.params_dtype, attention=False
@@ -308,7 +317,15 @@ def logits_bytes(x: PlanInput) -> float:
     """The output window on the last stage: response tokens x micro-batch x vocab/TP, as bf16
     logits plus the four fp32 tensors the log-softmax holds at its peak (18 B each)."""
     vocab = x.spec.padded_vocab_size(x.tp, VOCAB_DIVISIBLE_BY) // x.tp
-    return x.response_tokens * x.micro_batch * vocab * (2 + 4 * 4)
+    return logits_tokens(x) * vocab * (2 + 4 * 4)
+
+
+def logits_tokens(x: PlanInput) -> int:
+    """Positions of one micro-batch whose logits the loss reads: its response tokens (with a
+    token budget at most the budget, or one longest response)."""
+    if x.max_tokens:
+        return max(x.max_tokens, x.response_tokens)
+    return x.response_tokens * x.micro_batch
 
 
 # -- rollout ---------------------------------------------------------------------------------
@@ -383,9 +400,7 @@ def training_phase(x: PlanInput, stage: int) -> PhasePlan:
         ),
     ]
     if stage == x.pp - 1:
-        terms.append(
-            Term("logits window", logits_bytes(x), f"{x.response_tokens} tokens x {x.micro_batch}")
-        )
+        terms.append(Term("logits window", logits_bytes(x), f"{logits_tokens(x)} response tokens"))
     if x.reference_model:
         terms.append(Term("reference model", param_bytes(x, stage), "frozen policy copy"))
     # vLLM sleeps at level 2 during training on accelerators (weights and KV cache freed; every

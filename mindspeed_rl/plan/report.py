@@ -90,9 +90,28 @@ def training_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
     if x.recompute != "full":
         full = replace(x, recompute="full", recompute_method="uniform", recompute_num_layers=1)
         yield "model.recompute_granularity=full", full, ""
-    smaller = [m for m in range(x.micro_batch - 1, 0, -1) if x.micro_batch % m == 0]
-    yield from _first_fit_or_last(
-        [
+    if x.max_tokens:  # halve the token budget, down to one longest sample per pass
+        budgets = []
+        b = x.max_tokens // 2
+        while b >= x.seq_tokens:
+            budgets.append(b)
+            b //= 2
+        options = [
+            (
+                f"trainer.max_tokens_per_micro_batch={b}",
+                replace(
+                    x,
+                    max_tokens=b,
+                    micro_batch=max(1, b // x.seq_tokens),
+                    microbatches_per_step=-(-_mini_batch(x) // (x.dp * max(1, b // x.seq_tokens))),
+                ),
+                "",
+            )
+            for b in budgets
+        ]
+    else:
+        smaller = [m for m in range(x.micro_batch - 1, 0, -1) if x.micro_batch % m == 0]
+        options = [
             (
                 f"trainer.micro_batch_size={m}",
                 replace(
@@ -103,9 +122,8 @@ def training_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
                 "",
             )
             for m in smaller
-        ],
-        "training",
-    )
+        ]
+    yield from _first_fit_or_last(options, "training")
     s, mini = x.spec, _mini_batch(x)
     # An MoE model trains at TP1 (ModelSpec.check_trainable): no TP knob for it.
     tps = [
@@ -114,14 +132,16 @@ def training_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
         if not s.is_moe
         and not (s.num_attention_heads % k or s.num_kv_heads % k or s.ffn_hidden_size % k)
         and x.world % (k * x.pp) == 0
-        and mini % (x.world // (k * x.pp) * x.micro_batch) == 0
+        and (x.max_tokens or mini % (x.world // (k * x.pp) * x.micro_batch) == 0)
     ]
     yield from _first_fit_or_last(
         [
             (
                 f"model.tp={k}",
                 replace(
-                    x, tp=k, microbatches_per_step=mini // (x.world // (k * x.pp) * x.micro_batch)
+                    x,
+                    tp=k,
+                    microbatches_per_step=-(-mini // (x.world // (k * x.pp) * x.micro_batch)),
                 ),
                 "convert the checkpoint at this TP",
             )

@@ -108,6 +108,7 @@ class HybridActorWorker:
         self.actor = MegatronActor(
             chunks, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
             cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
+            max_tokens_per_micro_batch=cfg.trainer.max_tokens_per_micro_batch,
         )  # fmt: skip
         self.ref = None
         if cfg.loss.kl_coef > 0:
@@ -117,6 +118,7 @@ class HybridActorWorker:
             self.ref = MegatronActor(
                 ref_chunks, meta, None, None, cfg.sampling.temperature,
                 cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
+            max_tokens_per_micro_batch=cfg.trainer.max_tokens_per_micro_batch,
             )  # fmt: skip
         # The engine is built with the training state parked, then sleeps (see HybridMemory).
         self.memory = HybridMemory(

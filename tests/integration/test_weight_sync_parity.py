@@ -55,13 +55,14 @@ def _samples(advantages=None):
     )
 
 
-def _actor_logprobs(chunks, meta, pack_prompts):
+def _actor_logprobs(chunks, meta, pack_prompts, max_tokens=0):
     """The trainer's path: MegatronActor.logprobs over prompt/response splits of SEQUENCES."""
     from mindspeed_rl.training.actor import MegatronActor
 
     actor = MegatronActor(
-        chunks, meta, None, None, 1.0, micro_batch_size=2, pack_prompts=pack_prompts
-    )
+        chunks, meta, None, None, 1.0, micro_batch_size=2, pack_prompts=pack_prompts,
+        max_tokens_per_micro_batch=max_tokens,
+    )  # fmt: skip
     return actor.logprobs(_samples())  # this data-parallel rank's share, on output ranks
 
 
@@ -109,6 +110,7 @@ def _sync_parity_worker(
             "megatron": _megatron_logprobs(chunks, meta, SEQUENCES),
             "actor": _actor_logprobs(chunks, meta, pack_prompts=False),
             "actor_packed": _actor_logprobs(chunks, meta, pack_prompts=True),
+            "actor_thd": _actor_logprobs(chunks, meta, pack_prompts=False, max_tokens=20),
         }
     report["buckets"] = len(resharder.buckets)
     report["engine_weight_bytes"] = engine.weight_bytes()
@@ -131,8 +133,9 @@ def _assert_parity(out_dir: Path, world: int, tol: float, actor_tol: float | Non
                 worst = max(worst, diff)
                 assert diff <= tol, f"{phase}: engine vs megatron max |diff| {diff}"
         # The actor's response log-probs are the same numbers, padded (output window, padding
-        # rows) or packed (shared prompt, block attention, RoPE positions per response).
-        for layout in ("actor", "actor_packed"):
+        # rows), packed after a shared prompt (block attention, RoPE positions per response)
+        # or packed back to back by a token budget (THD, varlen attention).
+        for layout in ("actor", "actor_packed", "actor_thd"):
             merged = {int(k): v for rep in reports for k, v in rep[phase][layout].items()}
             assert sorted(merged) == list(range(len(SPLITS)))
             for (i, cut), got in zip(SPLITS, (merged[k] for k in range(len(SPLITS)))):

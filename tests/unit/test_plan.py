@@ -16,7 +16,7 @@ from mindspeed_rl.errors import UserError
 from mindspeed_rl.plan import GB, check_fits, plan_config, plan_memory
 from mindspeed_rl.plan import memory as mem
 from mindspeed_rl.plan.inputs import hf_config_path, load_spec
-from mindspeed_rl.plan.report import knobs, render_text, verdict
+from mindspeed_rl.plan.report import knobs, render_text, training_knobs, verdict
 from tests.conftest import REPO_ROOT
 
 QWEN25 = {
@@ -95,7 +95,8 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
     its recompute and distributed optimizer first (the terms at their plainest)."""
     preset = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
     x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
-               "optim.use_distributed_optimizer=false")  # fmt: skip
+               "optim.use_distributed_optimizer=false", "trainer.max_tokens_per_micro_batch=0",
+               "trainer.micro_batch_size=8")  # fmt: skip
     shard = 28 * (LAYER_7B_SPLIT // 4 + NORMS_7B) + 2 * EMBED_7B // 4 + 3584
     assert shard == 1_904_057_344
     assert mem.param_bytes(x, 0) == 2 * shard == 3_808_114_688  # bf16 params of the TP4 shard
@@ -122,6 +123,23 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
 
     # Logits window: 2048 response tokens x 8 x vocab / TP4 x (bf16 + 4 fp32 tensors).
     assert mem.logits_bytes(x) == 2048 * 8 * (152064 // 4) * 18
+
+
+def test_token_budget_is_one_packed_row_without_attention_scores(qwen7b_dir):
+    """The 7B preset packs 16384 tokens per pass: activations of one 16384-token row with no
+    S x S softmax term (varlen kernels keep none), and logits for at most 16384 positions."""
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=")
+    assert x.max_tokens == 16384
+    assert mem.micro_batch_shape(x) == (16384, 1)
+    s, h, t = 16384, 3584, 4
+    mlp = 8 * 18944 / 3584
+    assert mem.stage_activation_bytes(x) == pytest.approx(28 * s * h * (10 + (8 + mlp) / t))
+    assert mem.logits_bytes(x) == 16384 * (152064 // 4) * 18
+    # A sample longer than the budget gets a pass of its own: the shape follows it.
+    assert mem.micro_batch_shape(replace(x, max_tokens=1000)) == (x.seq_tokens, 1)
+    # The smaller-pass knob halves the budget instead of counting rows.
+    knobs = [name for name, _, _ in training_knobs(replace(x, recompute="full"))]
+    assert any(k.startswith("trainer.max_tokens_per_micro_batch=") for k in knobs)
 
 
 def test_qwen7b_rollout_terms(qwen7b_dir):
@@ -220,10 +238,12 @@ def test_qwen32b_on_64gb_at_infer_tp1_does_not_fit_and_names_vllm_weights(qwen32
 
 
 def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
-    # The preset recomputes and shards the optimizer; without them it does not fit.
+    # The preset recomputes and shards the optimizer; without them (and with padded rows of 8
+    # samples) it does not fit.
     plan = plan_memory(
         _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
-               "optim.use_distributed_optimizer=false")
+               "optim.use_distributed_optimizer=false", "trainer.max_tokens_per_micro_batch=0",
+               "trainer.micro_batch_size=8")
     )  # fmt: skip
     assert not plan.fits
     training = plan.phases[0]
@@ -237,7 +257,11 @@ def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
 
 
 def test_pack_prompts_is_one_long_row(qwen7b_dir):
-    x = replace(_input(qwen7b_dir, "grpo_qwen25_7b", 64), pack_prompts=True, prompt_tokens=100)
+    x = replace(
+        _input(qwen7b_dir, "grpo_qwen25_7b", 64, "trainer.max_tokens_per_micro_batch=0",
+               "trainer.micro_batch_size=8"),
+        pack_prompts=True, prompt_tokens=100,
+    )  # fmt: skip
     assert mem.micro_batch_shape(x) == (100 + 8 * 2048, 1)
 
 
