@@ -53,7 +53,7 @@ def make_batch(case: str, max_len: int, seed: int = 0) -> dict:
     rng = random.Random(seed)
     prompt_len = {"quickstart": 110, "tiny": 24}.get(case, 96)
     prompts, responses, advantages = [], [], []
-    for p in range(PROMPTS):
+    for _ in range(PROMPTS):
         prompt = [rng.randrange(100, 49000) for _ in range(prompt_len)]
         for _ in range(PER_PROMPT):
             if case.startswith("long_tail"):
@@ -163,7 +163,7 @@ def main() -> int:
             results = {name: run_variant(ckpt, batch, v, args.steps)
                        for name, v in variants.items()}  # fmt: skip
             padded = results["padded"]
-            for name, r in results.items():
+            for r in results.values():
                 r["speed_vs_padded"] = padded["seconds_per_update"] / r["seconds_per_update"]
                 r["peak_rss_vs_padded"] = r["peak_rss_gb_max_rank"] / padded["peak_rss_gb_max_rank"]
                 r["loss_rel_diff_vs_padded"] = abs(r["loss"] - padded["loss"]) / abs(padded["loss"])
