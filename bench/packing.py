@@ -17,7 +17,7 @@ Cases (response lengths; prompts are 8 distinct random prompts, 8 responses each
 - ``quickstart``: the CPU quick-start's shape (prompts 110 tokens, responses 20-64), where
   shared-prompt packing was chosen; decides which packing the CPU preset uses.
 
-    python bench/packing.py [--max-len 1024] [--budget 2048] [--steps 2] [--out F]
+    python bench/packing.py [--max-len 1024] [--budget 0] [--steps 2] [--out F]
 
 What it cannot see: accelerator kernels (flash varlen, npu_fusion_attention), where padding
 costs FLOPs the same way but the attention share and launch overheads differ; batches whose
@@ -51,13 +51,15 @@ def make_batch(case: str, max_len: int, seed: int = 0) -> dict:
     """Prompts, responses and advantages of one case (token ids are random: the update's cost
     does not depend on them)."""
     rng = random.Random(seed)
-    prompt_len = {"quickstart": 110, "tiny": 24}.get(case, 96)
+    # R1-style prompts are about a tenth of the longest response.
+    prompt_len = {"quickstart": 110, "tiny": 24}.get(case, max(16, max_len // 10))
     prompts, responses, advantages = [], [], []
     for _ in range(PROMPTS):
         prompt = [rng.randrange(100, 49000) for _ in range(prompt_len)]
         for _ in range(PER_PROMPT):
             if case.startswith("long_tail"):
-                n = int(min(max_len, max(16, rng.lognormvariate(math.log(max_len) - 1.6, 0.9))))
+                # median max_len / 8; the longest of 64 about half of max_len
+                n = int(min(max_len, max(16, rng.lognormvariate(math.log(max_len / 8), 0.6))))
             elif case == "uniform":
                 n = max_len // 2
             elif case == "tiny":
@@ -137,7 +139,11 @@ def run_variant(ckpt: Path, batch: dict, variant: dict, steps: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-len", type=int, default=1024, help="longest response")
-    parser.add_argument("--budget", type=int, default=2048, help="tokens per packed pass")
+    parser.add_argument(
+        "--budget", type=int, default=0,
+        help="tokens per packed pass; 0: what one padded pass of the case's longest sample "
+        "holds (--rows x longest), so a packed pass never holds more than a padded one",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, default=4, help="samples per padded micro-batch")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--cases", default="long_tail,long_tail_one_max,uniform,tiny,quickstart")
@@ -154,9 +160,11 @@ def main() -> int:
         for case in args.cases.split(","):
             batch = make_batch(case, args.max_len)
             lengths = sorted(len(r) for r in batch["responses"])
+            longest = max(len(p) + len(r) for p, r in zip(batch["prompts"], batch["responses"]))
+            budget = args.budget or args.rows * longest
             variants = {
                 "padded": {"rows": args.rows},
-                "packed": {"budget": args.budget},
+                "packed": {"budget": budget},
             }
             if case in ("quickstart", "tiny"):
                 variants["shared_prompt"] = {"rows": PER_PROMPT, "pack_prompts": True}
@@ -175,6 +183,7 @@ def main() -> int:
                     "total": sum(lengths),
                 },
                 "prompt_tokens": len(batch["prompts"][0]),
+                "budget_tokens": budget,
                 **results,
             }
             print(json.dumps({case: cases[case]}), file=sys.stderr)
@@ -185,7 +194,6 @@ def main() -> int:
             "layout": "TP1 PP1 DP2, fp32 params, 2 ranks (one core each)",
             "batch": f"{PROMPTS} prompts x {PER_PROMPT} responses, one optimizer step",
             "padded_rows": args.rows,
-            "budget_tokens": args.budget,
             "max_len": args.max_len,
             "steps": args.steps,
             "cases": cases,
