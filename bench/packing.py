@@ -45,6 +45,16 @@ from common import PeakRSS, emit  # noqa: E402
 
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 PROMPTS, PER_PROMPT = 8, 8
+MAX_RESPONSE = {
+    "long_tail": lambda max_len: max_len,
+    "long_tail_one_max": lambda max_len: max_len,
+    "uniform": lambda max_len: max_len // 2,
+    "tiny": lambda max_len: 4,
+    "quickstart": lambda max_len: 64,
+}
+"""The longest response a case allows: the default budget holds --rows of those (with their
+prompt), what one padded pass of the longest possible samples holds, and it is the same for
+``long_tail`` and ``long_tail_one_max``."""
 
 
 def make_batch(case: str, max_len: int, seed: int = 0) -> dict:
@@ -141,8 +151,8 @@ def main() -> int:
     parser.add_argument("--max-len", type=int, default=1024, help="longest response")
     parser.add_argument(
         "--budget", type=int, default=0,
-        help="tokens per packed pass; 0: what one padded pass of the case's longest sample "
-        "holds (--rows x longest), so a packed pass never holds more than a padded one",
+        help="tokens per packed pass; 0: what one padded pass of the case's longest possible "
+        "samples holds (--rows x (prompt + longest response allowed))",
     )  # fmt: skip
     parser.add_argument("--rows", type=int, default=4, help="samples per padded micro-batch")
     parser.add_argument("--steps", type=int, default=2)
@@ -160,7 +170,7 @@ def main() -> int:
         for case in args.cases.split(","):
             batch = make_batch(case, args.max_len)
             lengths = sorted(len(r) for r in batch["responses"])
-            longest = max(len(p) + len(r) for p, r in zip(batch["prompts"], batch["responses"]))
+            longest = len(batch["prompts"][0]) + MAX_RESPONSE[case](args.max_len)
             budget = args.budget or args.rows * longest
             variants = {
                 "padded": {"rows": args.rows},

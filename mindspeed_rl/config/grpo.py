@@ -34,6 +34,11 @@ class ModelConfig:
     Empty: convert ``hf_dir`` into ``<trainer.output_dir>/init_mcore`` at start-up."""
     tp: int = 1
     """Tensor-parallel size of training."""
+    sequence_parallel: bool = False
+    """With tp > 1: split the activations outside attention and the MLP (norms, residuals,
+    dropout-free adds) along the sequence over the TP ranks (megatron-core's sequence
+    parallelism: activations / TP, all-gathers and reduce-scatters instead of all-reduces).
+    Needed to train MoE models at tp > 1. No effect at tp = 1."""
     pp: int = 1
     """Pipeline-parallel size of training."""
     ep: int = 1
@@ -356,7 +361,7 @@ class GRPOConfig:
             raw
         )
         spec.check_parallel(m.tp, m.pp, m.ep)
-        spec.check_trainable(m.tp)
+        spec.check_trainable(m.tp, m.sequence_parallel)
         heads, kv = spec.num_attention_heads, spec.num_kv_heads
         if heads % infer_tp or (kv % infer_tp and infer_tp % kv):
             raise UserError(

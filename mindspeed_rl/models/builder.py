@@ -15,9 +15,15 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_block import (
+    TransformerBlock,
+    TransformerBlockSubmodules,
+    get_num_layers_to_build,
+)
 
 from mindspeed_rl.accelerator import get_accelerator
 from mindspeed_rl.models.attention import CoreAttention
+from mindspeed_rl.models.norm import RMSNorm
 from mindspeed_rl.models.spec import ModelSpec
 
 
@@ -129,15 +135,36 @@ def _moe_kwargs(spec: ModelSpec, ep: int) -> dict:
 
 def layer_spec(spec: ModelSpec) -> ModuleSpec:
     """megatron-core's local layer spec with our core attention (packed THD sequences and
-    padded rows, one kernel per device; see :mod:`mindspeed_rl.models.attention`)."""
+    padded rows, one kernel per device; see :mod:`mindspeed_rl.models.attention`) and our
+    RMSNorm (sequence parallelism; see :mod:`mindspeed_rl.models.norm`)."""
     layer = get_gpt_layer_local_spec(
         num_experts=spec.num_experts or None,
         moe_grouped_gemm=False,
         normalization="RMSNorm",
         qk_layernorm=spec.qk_norm,
     )
-    layer.submodules.self_attention.submodules.core_attention = CoreAttention
+    sub = layer.submodules
+    sub.input_layernorm = RMSNorm
+    sub.pre_mlp_layernorm = RMSNorm
+    attention = sub.self_attention.submodules
+    attention.core_attention = CoreAttention
+    if spec.qk_norm:
+        head_norm = ModuleSpec(module=RMSNorm, params={"sequence_split": False})
+        attention.q_layernorm = head_norm
+        attention.k_layernorm = head_norm
     return layer
+
+
+def block_spec(spec: ModelSpec, config: TransformerConfig, vp_stage: int | None) -> ModuleSpec:
+    """The decoder block of this pipeline stage (chunk ``vp_stage``): its layers and our
+    RMSNorm as the final norm (megatron-core would pick torch's, which refuses SP)."""
+    layers = get_num_layers_to_build(config, vp_stage=vp_stage)
+    return ModuleSpec(
+        module=TransformerBlock,
+        submodules=TransformerBlockSubmodules(
+            layer_specs=[layer_spec(spec)] * layers, layer_norm=RMSNorm
+        ),
+    )
 
 
 def build_gpt_model(
@@ -147,6 +174,7 @@ def build_gpt_model(
     max_sequence_length: int | None = None,
     recompute: Recompute | None = None,
     vp_stage: int | None = None,
+    sequence_parallel: bool = False,
 ) -> GPTModel:
     """This rank's pipeline stage (model chunk ``vp_stage`` of it with virtual pipeline
     stages), on the CPU (move it with ``.to(device)``)."""
@@ -154,12 +182,14 @@ def build_gpt_model(
     pp = parallel_state.get_pipeline_model_parallel_world_size()
     vpp = parallel_state.get_virtual_pipeline_model_parallel_world_size() or 1
     ep = parallel_state.get_expert_model_parallel_world_size()
-    config = transformer_config(spec, tp, pp, params_dtype, recompute=recompute, vpp=vpp, ep=ep)
+    config = transformer_config(
+        spec, tp, pp, params_dtype, sequence_parallel, recompute=recompute, vpp=vpp, ep=ep
+    )
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(spec),
+        transformer_layer_spec=block_spec(spec, config, vp_stage),
         vocab_size=padded_vocab_size,
         max_sequence_length=max_sequence_length or spec.max_position_embeddings,
         pre_process=first,

@@ -98,17 +98,13 @@ class ModelSpec:
                 f"choose a PP that divides {self.num_layers}"
             )
 
-    def check_trainable(self, tp: int) -> None:
-        """Refuse a training layout megatron-core's local layer spec cannot run.
-
-        megatron-core's MoE layer refuses to train at TP > 1 without sequence parallelism, and
-        the local spec's norms (torch's, no Transformer Engine or apex) refuse sequence
-        parallelism, so an MoE model trains at TP = 1 (forward-only passes run at any TP).
-        """
-        if self.is_moe and tp > 1:
+    def check_trainable(self, tp: int, sequence_parallel: bool) -> None:
+        """Refuse a training layout megatron-core cannot run: its MoE layer trains at TP > 1
+        only with sequence parallelism (forward-only passes run at any TP)."""
+        if self.is_moe and tp > 1 and not sequence_parallel:
             raise UserError(
-                f"TP={tp}: training an MoE model at TP > 1 needs sequence parallelism, which "
-                "megatron-core's local layer spec (no Transformer Engine / apex) lacks; use TP=1"
+                f"TP={tp}: training an MoE model at TP > 1 needs sequence parallelism; set "
+                "model.sequence_parallel=true (or use TP=1)"
             )
 
     def layers_per_stage(self, pp: int) -> int:

@@ -79,6 +79,7 @@ def plan_input(
         world=cfg.resources.world_size,
         devices_per_node=cfg.resources.devices_per_node,
         tp=m.tp,
+        sequence_parallel=m.sequence_parallel,
         pp=m.pp,
         vpp=m.virtual_pipeline_stages,
         ep=m.ep,

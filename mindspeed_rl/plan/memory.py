@@ -72,6 +72,8 @@ class PlanInput:
     """Micro-batches one optimizer step runs on one data-parallel rank."""
     pack_prompts: bool = False
     """A micro-batch is one row: one prompt then ``micro_batch`` responses."""
+    sequence_parallel: bool = False
+    """Activations outside the TP regions split along the sequence over TP."""
     max_tokens: int = 0
     """Token budget of a micro-batch whose samples are packed back to back (THD, varlen
     attention: no ``S x S`` scores); 0: padded rows of ``micro_batch`` samples."""
@@ -247,22 +249,34 @@ def optimizer_bytes(x: PlanInput, stage: int) -> float:
 
 
 def layer_activation_bytes(
-    spec: ModelSpec, seq: int, batch: int, tp: int, params_dtype: str, attention: bool = True
+    spec: ModelSpec,
+    seq: int,
+    batch: int,
+    tp: int,
+    params_dtype: str,
+    attention: bool = True,
+    sequence_parallel: bool = False,
 ) -> float:
     """Activations one layer stores for backward (Korthikanti et al. 2022 adapted to this
-    layer, no sequence parallelism; see the module docstring). ``attention=False`` drops the
-    ``6*a*s^2*b`` softmax term (selective recompute re-runs the attention core).
-    The paper counts 16-bit activations; fp32 training doubles them."""
+    layer; see the module docstring). ``attention=False`` drops the ``6*a*s^2*b`` softmax
+    term (selective recompute re-runs the attention core; varlen kernels keep no scores).
+    Sequence parallelism splits the ``10*s*b*h`` outside the TP regions (norms, residuals,
+    the inputs of the first linears) over TP as well. The paper counts 16-bit activations;
+    fp32 training doubles them."""
     h, a = spec.hidden_size, spec.num_attention_heads
     sbh = seq * batch * h
-    per_sbh = 10 + (8 + 8 * spec.ffn_hidden_size / h) / tp
+    outside = 10 / tp if sequence_parallel else 10
+    per_sbh = outside + (8 + 8 * spec.ffn_hidden_size / h) / tp
     total = sbh * per_sbh + (6 * a * seq * seq * batch / tp if attention else 0)
     return total * DTYPE_BYTES[params_dtype] / 2
 
 
-def layer_input_bytes(spec: ModelSpec, seq: int, batch: int, params_dtype: str) -> float:
-    """A layer's input, all full recompute keeps of it (replicated over TP without SP)."""
-    return seq * batch * spec.hidden_size * DTYPE_BYTES[params_dtype]
+def layer_input_bytes(
+    spec: ModelSpec, seq: int, batch: int, params_dtype: str, tp: int = 1
+) -> float:
+    """A layer's input, all full recompute keeps of it (split over ``tp`` with sequence
+    parallelism, replicated over TP without)."""
+    return seq * batch * spec.hidden_size * DTYPE_BYTES[params_dtype] / tp
 
 
 def micro_batch_shape(x: PlanInput) -> tuple[int, int]:
@@ -283,16 +297,17 @@ def stage_activation_bytes(x: PlanInput) -> float:
     seq, batch = micro_batch_shape(x)
     layers = x.spec.layers_per_stage(x.pp)
     # Packed sequences go through a varlen kernel that keeps no S x S scores.
+    sp = x.sequence_parallel and x.tp > 1
     full_layer = layer_activation_bytes(
-        x.spec, seq, batch, x.tp, x.params_dtype, attention=not x.max_tokens
+        x.spec, seq, batch, x.tp, x.params_dtype, attention=not x.max_tokens, sequence_parallel=sp
     )
     if x.recompute == "selective":
         return layers * layer_activation_bytes(
-            x.spec, seq, batch, x.tp, x.params_dtype, attention=False
+            x.spec, seq, batch, x.tp, x.params_dtype, attention=False, sequence_parallel=sp
         )
     if x.recompute != "full":
         return layers * full_layer
-    saved = layer_input_bytes(x.spec, seq, batch, x.params_dtype)
+    saved = layer_input_bytes(x.spec, seq, batch, x.params_dtype, x.tp if sp else 1)
     n = min(x.recompute_num_layers, layers)
     if x.recompute_method == "uniform":
         return math.ceil(layers / n) * saved + n * full_layer

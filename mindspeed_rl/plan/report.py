@@ -125,22 +125,25 @@ def training_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
         ]
     yield from _first_fit_or_last(options, "training")
     s, mini = x.spec, _mini_batch(x)
-    # An MoE model trains at TP1 (ModelSpec.check_trainable): no TP knob for it.
+    # More TP comes with sequence parallelism (activations / TP too; MoE needs it at TP > 1).
+    mlp = s.moe_ffn_hidden_size if s.is_moe else s.ffn_hidden_size
+    ep_ok = [k for k in range(x.tp + 1, x.devices_per_node + 1)
+             if not s.is_moe or (x.world // (k * x.pp)) % x.ep == 0]  # fmt: skip
     tps = [
         k
-        for k in range(x.tp + 1, x.devices_per_node + 1)
-        if not s.is_moe
-        and not (s.num_attention_heads % k or s.num_kv_heads % k or s.ffn_hidden_size % k)
+        for k in ep_ok
+        if not (s.num_attention_heads % k or s.num_kv_heads % k or mlp % k)
         and x.world % (k * x.pp) == 0
         and (x.max_tokens or mini % (x.world // (k * x.pp) * x.micro_batch) == 0)
     ]
     yield from _first_fit_or_last(
         [
             (
-                f"model.tp={k}",
+                f"model.tp={k} model.sequence_parallel=true",
                 replace(
                     x,
                     tp=k,
+                    sequence_parallel=True,
                     microbatches_per_step=-(-mini // (x.world // (k * x.pp) * x.micro_batch)),
                 ),
                 "convert the checkpoint at this TP",

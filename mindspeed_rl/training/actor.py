@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.optimizer import MegatronOptimizer
+from megatron.core.utils import get_model_config
 
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
@@ -129,6 +130,10 @@ class MegatronActor:
         self.pad_id = pad_id
         self.pack_prompts = pack_prompts
         self.max_tokens = max_tokens_per_micro_batch
+        # Under sequence parallelism every pass's length is a multiple of TP (each rank holds
+        # an equal slice of the sequence); padding tokens are masked out of the loss.
+        sp = get_model_config(chunks[0]).sequence_parallel
+        self.seq_multiple = parallel_state.get_tensor_model_parallel_world_size() if sp else 1
         self.dtype = next(chunks[0].parameters()).dtype
         self.device = next(chunks[0].parameters()).device
 
@@ -141,6 +146,7 @@ class MegatronActor:
         ``logits_from``, the last position of the shortest prompt, to ``seq_len - 2``.
         """
         b = len(rows)
+        seq_len = -(-seq_len // self.seq_multiple) * self.seq_multiple
         real = [i for i in rows if i is not None]
         start = min((len(samples.prompt_ids[i]) - 1 for i in real), default=0)
         width = seq_len - 1 - start
@@ -220,7 +226,8 @@ class MegatronActor:
         prompt = samples.prompt_ids[rows[0]]
         n_prompt = len(prompt)
         responses = [samples.response_ids[i] for i in rows]
-        seq_len = n_prompt + sum(len(r) for r in responses)
+        used = n_prompt + sum(len(r) for r in responses)
+        seq_len = -(-used // self.seq_multiple) * self.seq_multiple
         allowed = torch.zeros(seq_len, seq_len, dtype=torch.bool)
         allowed[:n_prompt, :n_prompt] = torch.ones(n_prompt, n_prompt, dtype=torch.bool).tril()
         tokens, positions, predict_from = list(prompt), list(range(n_prompt)), []
@@ -231,6 +238,10 @@ class MegatronActor:
             allowed[start : start + n, :n_prompt] = True
             allowed[start : start + n, start : start + n] = torch.ones(n, n).tril().bool()
             predict_from += [n_prompt - 1, *range(start, start + n - 1)][:n]
+        for pad in range(used, seq_len):  # sequence-parallel padding: attends to itself only
+            tokens.append(self.pad_id)
+            positions.append(0)
+            allowed[pad, pad] = True
         extra, index = self._response_extras(samples, rows, predict_from)
         position_ids = torch.tensor(positions)
         return MicroBatch(
@@ -258,6 +269,11 @@ class MegatronActor:
             positions += range(len(prompt) + len(resp))
             first = start + len(prompt) - 1  # the prompt's last position scores response[0]
             predict_from += range(first, first + len(resp))
+            bounds.append(len(tokens))
+        pad = -len(tokens) % self.seq_multiple
+        if pad:  # sequence-parallel padding: a sequence of its own, never read
+            tokens += [self.pad_id] * pad
+            positions += range(pad)
             bounds.append(len(tokens))
         extra, index = self._response_extras(samples, rows, predict_from)
         cu_seqlens = torch.tensor(bounds, dtype=torch.int32, device=self.device)

@@ -131,12 +131,14 @@ def build_chunks(
     params_dtype: torch.dtype,
     recompute: Recompute | None = None,
     ddp: DDPSettings | None = None,
+    sequence_parallel: bool = False,
 ) -> tuple[list[torch.nn.Module], mf.CheckpointMeta, int]:
     """This rank's model chunks with the checkpoint's weights, on this rank's device.
 
     ``ddp`` wraps each chunk in megatron-core's DistributedDataParallel (training); None keeps
     bare GPTModels (a frozen reference, inference). The checkpoint's TP/PP must equal the
     running layout; its layers are redistributed over virtual stages as needed.
+    ``sequence_parallel`` splits activations along the sequence over TP (no effect at TP1).
     """
     load_dir = Path(load_dir)
     iteration, meta = mf.read_meta(load_dir)
@@ -159,6 +161,7 @@ def build_chunks(
                     params_dtype,
                     recompute=recompute,
                     vp_stage=v if vpp > 1 else None,
+                    sequence_parallel=sequence_parallel,
                 )  # fmt: skip
             )
         load_chunks(models, load_dir, iteration, meta)

@@ -18,6 +18,7 @@ import torch
 from megatron.core.distributed import finalize_model_grads
 from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
 from megatron.core.utils import get_model_config
 
 from mindspeed_rl.accelerator import megatron_device_scope
@@ -63,21 +64,45 @@ class _OutputWindow:
     vocabulary projection and its log-softmax are a fifth of SmolLM2's forward-backward and
     more of its memory, and prompts are most of a short-answer sequence, so skipping them
     pays. Slicing the output layer's input [S, B, H] keeps the parameter names untouched.
+
+    Under sequence parallelism the input is this rank's slice of the sequence: the hook
+    gathers the whole sequence first and the output layer then runs as a plain column-parallel
+    layer (its backward sums the input gradient over TP once; the gather's backward only
+    splits it again, ``tensor_parallel_output_grad=False``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sequence_parallel: bool) -> None:
         self.start = 0
         self.index: torch.Tensor | None = None
+        self.sequence_parallel = sequence_parallel
 
     def __call__(self, module, args, kwargs):
         hidden_SBH = args[0]
+        if self.sequence_parallel:
+            hidden_SBH = gather_from_sequence_parallel_region(
+                hidden_SBH, tensor_parallel_output_grad=False
+            )
         if self.index is not None:
             hidden_SBH = hidden_SBH.index_select(0, self.index)
         elif self.start:
             hidden_SBH = hidden_SBH[self.start :]
-        else:
+        elif not self.sequence_parallel:
             return None
         return (hidden_SBH, *args[1:]), kwargs
+
+
+def _output_window(gpt: torch.nn.Module) -> _OutputWindow:
+    """The output layer's window hook, installed on first use (see :class:`_OutputWindow`)."""
+
+    def register(hook: _OutputWindow) -> None:
+        if hook.sequence_parallel:
+            gpt.output_layer.sequence_parallel = False  # the hook gathers instead
+        gpt.output_layer.register_forward_pre_hook(hook, with_kwargs=True)
+
+    return _hook(
+        gpt, "_mindspeed_output_window",
+        lambda: _OutputWindow(bool(gpt.config.sequence_parallel)), register,
+    )  # fmt: skip
 
 
 class _RopePositions:
@@ -125,10 +150,7 @@ def _forward_step(loss_fn: LossFn, data_iterator, model: torch.nn.Module):
     mb: MicroBatch = next(data_iterator)
     gpt = unwrap(model)
     if gpt.post_process:
-        window = _hook(
-            gpt, "_mindspeed_output_window", _OutputWindow,
-            lambda h: gpt.output_layer.register_forward_pre_hook(h, with_kwargs=True),
-        )  # fmt: skip
+        window = _output_window(gpt)
         window.start, window.index = mb.logits_from, mb.logits_index
     # Installed on first use, then kept: every micro-batch sets it (None = plain positions).
     rope = getattr(gpt, "_mindspeed_rope_positions", None)

@@ -91,7 +91,8 @@ class HybridActorWorker:
         dtype = mf.DTYPES[m.params_dtype]
         recompute = Recompute(m.recompute_granularity, m.recompute_method, m.recompute_num_layers)
         ddp = DDPSettings(o.use_distributed_optimizer, o.overlap_grad_reduce, o.grad_reduce_in_fp32)
-        chunks, meta, iteration = build_chunks(load_dir, dtype, recompute, ddp)
+        sp = m.sequence_parallel
+        chunks, meta, iteration = build_chunks(load_dir, dtype, recompute, ddp, sp)
         configure_chunks(chunks, o.overlap_grad_reduce)
         self.meta = meta
         adam = opt.AdamSettings(
@@ -112,7 +113,7 @@ class HybridActorWorker:
         )  # fmt: skip
         self.ref = None
         if cfg.loss.kl_coef > 0:
-            ref_chunks, _, _ = build_chunks(load_dir, dtype, recompute)
+            ref_chunks, _, _ = build_chunks(load_dir, dtype, recompute, sequence_parallel=sp)
             for chunk in ref_chunks:
                 chunk.requires_grad_(False)
             self.ref = MegatronActor(

@@ -69,8 +69,11 @@ def test_preflight_tensor_parallel_train_and_rollout(
     tmp_path, tiny_qwen3_chat_model, gsm8k_prompts
 ):
     out = tmp_path / "run"
+    # The GPU presets' training layout: TP with sequence parallelism, samples packed back to
+    # back by a token budget.
     cmd = train_command(tiny_qwen3_chat_model, gsm8k_prompts, out, "model.tp=2",
-                        "rollout.infer_tp=2", "trainer.micro_batch_size=1")  # fmt: skip
+                        "model.sequence_parallel=true", "rollout.infer_tp=2",
+                        "trainer.pack_prompts=false", "trainer.max_tokens_per_micro_batch=512")  # fmt: skip
     proc = _run_preflight(cmd)
     _check_passed(proc, out)
     assert "train TP2 PP1 DP1, rollout TP2" in proc.stdout, proc.stdout

@@ -39,12 +39,17 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     dtype = mf.DTYPES[layout.get("dtype", "fp32")]
     distributed = layout.get("distopt", False)
     chunks, meta, iteration = build_chunks(
-        ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed)
-    )
+        ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed),
+        sequence_parallel=layout.get("sp", False),
+    )  # fmt: skip
     configure_chunks(chunks, overlap_grad_reduce=False)
     if layout.get("no_qk_norm_reduce"):
         # finalize_model_grads sums q/k norm gradients over TP only when the config says so.
         unwrap(chunks[0]).config.qk_layernorm = False
+    if layout.get("sp_unreduced"):  # norm weight gradients not summed over TP
+        for chunk in chunks:
+            for param in chunk.parameters():
+                param.sequence_parallel = False
     if layout.get("leak"):  # packed sequences attend across their bounds: one causal block
         import mindspeed_rl.models.attention as attention
 
@@ -148,6 +153,11 @@ LAYOUTS = {
     "thd_tp2": dict(tp=2, pp=1, max_tokens=16),
     "thd_pp2": dict(tp=1, pp=2, max_tokens=16),
     "thd_dp2": dict(tp=1, pp=1, dp=2, distopt=True, max_tokens=16),
+    # Sequence parallelism: activations split along the sequence over TP (our RMSNorm's
+    # weight gradients summed over TP; passes padded to a multiple of TP).
+    "tp2_sp": dict(tp=2, pp=1, sp=True),
+    "thd_tp2_sp": dict(tp=2, pp=1, sp=True, max_tokens=16),
+    "tp2_sp_pp2": dict(tp=2, pp=2, sp=True),
 }
 
 
@@ -168,6 +178,13 @@ def test_broken_gradient_reduction_is_caught(tmp_path, tiny_qwen2_dir, baseline)
 def test_packed_sequences_leaking_attention_is_caught(tmp_path, tiny_qwen2_dir, baseline):
     run = _train(tmp_path, tiny_qwen2_dir, tp=1, pp=1, max_tokens=16, leak=True)
     assert _max_rel_diff(run, baseline) > 1e-3
+
+
+def test_sequence_parallel_norms_unreduced_over_tp_is_caught(tmp_path, tiny_qwen2_dir, baseline):
+    # Each TP rank normalises half of the sequence: without the sum over TP every rank's norm
+    # weights step on half of their gradient and the ranks' copies drift apart.
+    run = _train(tmp_path, tiny_qwen2_dir, tp=2, pp=1, sp=True, sp_unreduced=True)
+    assert _max_rel_diff(run, baseline) > 1e-4
 
 
 def test_distributed_optimizer_shards_state(tmp_path, tiny_qwen2_dir, baseline):
@@ -220,6 +237,19 @@ def test_qwen3_at_tp2_matches_one_rank(tmp_path, tiny_qwen3_wide_heads_dir):
     print(f"qwen3 TP2 vs TP1: {_max_rel_diff(two, one):.3g}, unreduced q/k norm grads: "
           f"{_max_rel_diff(unreduced, one):.3g}")  # fmt: skip
     assert _max_rel_diff(unreduced, one) > 1e-4
+
+
+def test_qwen3_moe_at_tp2_with_sequence_parallelism_matches_one_rank(tmp_path, tiny_qwen3_moe_dir):
+    # megatron-core trains MoE layers at TP > 1 only with sequence parallelism: TP2 + SP (the
+    # experts' FFNs split over TP, tokens routed from each rank's slice of the sequence), padded
+    # and packed, equal one rank.
+    one = _train(tmp_path / "one", tiny_qwen3_moe_dir, tp=1, pp=1)
+    for max_tokens in (0, 12):
+        two = _train(tmp_path / f"two{max_tokens}", tiny_qwen3_moe_dir, tp=2, pp=1, sp=True,
+                     max_tokens=max_tokens)  # fmt: skip
+        print(f"qwen3-moe TP2+SP (max_tokens={max_tokens}) vs one rank: "
+              f"{_max_rel_diff(two, one):.3g}")  # fmt: skip
+        assert _max_rel_diff(two, one) <= 1e-5
 
 
 @pytest.mark.parametrize(

@@ -125,9 +125,10 @@ def test_qwen3_moe_refusals():
     with pytest.raises(UserError, match="TP=3 does not divide the model's attention heads"):
         spec.check_parallel(3, 1)
     spec.check_parallel(4, 1)  # forward passes split the experts' 768 over TP4
-    with pytest.raises(UserError, match="training an MoE model at TP > 1"):
-        spec.check_trainable(2)
-    spec.check_trainable(1)
+    with pytest.raises(UserError, match="model.sequence_parallel=true"):
+        spec.check_trainable(2, sequence_parallel=False)
+    spec.check_trainable(2, sequence_parallel=True)
+    spec.check_trainable(1, sequence_parallel=False)
 
 
 def test_expert_parallel_size_is_checked_against_the_experts():

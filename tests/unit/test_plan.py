@@ -96,7 +96,7 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
     preset = _input(qwen7b_dir, "grpo_qwen25_7b", 64)
     x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
                "optim.use_distributed_optimizer=false", "trainer.max_tokens_per_micro_batch=0",
-               "trainer.micro_batch_size=8")  # fmt: skip
+               "trainer.micro_batch_size=8", "model.sequence_parallel=false")  # fmt: skip
     shard = 28 * (LAYER_7B_SPLIT // 4 + NORMS_7B) + 2 * EMBED_7B // 4 + 3584
     assert shard == 1_904_057_344
     assert mem.param_bytes(x, 0) == 2 * shard == 3_808_114_688  # bf16 params of the TP4 shard
@@ -120,6 +120,15 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
     assert mem.stage_activation_bytes(full) == pytest.approx(28 * 2 * s * b * h + per_layer)
     block = replace(full, recompute_method="block", recompute_num_layers=20)
     assert mem.stage_activation_bytes(block) == pytest.approx(20 * 2 * s * b * h + 8 * per_layer)
+    # Sequence parallelism splits the 10*s*b*h outside the TP regions and the layer inputs
+    # full recompute keeps over TP as well.
+    sp_layer = s * b * h * (10 / t + (8 + mlp) / t) + 6 * a * s * s * b / t
+    assert mem.stage_activation_bytes(replace(x, sequence_parallel=True)) == pytest.approx(
+        28 * sp_layer
+    )
+    assert mem.stage_activation_bytes(replace(full, sequence_parallel=True)) == pytest.approx(
+        28 * 2 * s * b * h / t + sp_layer
+    )
 
     # Logits window: 2048 response tokens x 8 x vocab / TP4 x (bf16 + 4 fp32 tensors).
     assert mem.logits_bytes(x) == 2048 * 8 * (152064 // 4) * 18
@@ -129,11 +138,11 @@ def test_token_budget_is_one_packed_row_without_attention_scores(qwen7b_dir):
     """The 7B preset packs 16384 tokens per pass: activations of one 16384-token row with no
     S x S softmax term (varlen kernels keep none), and logits for at most 16384 positions."""
     x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=")
-    assert x.max_tokens == 16384
+    assert x.max_tokens == 16384 and x.sequence_parallel  # SP: everything split over TP4
     assert mem.micro_batch_shape(x) == (16384, 1)
     s, h, t = 16384, 3584, 4
     mlp = 8 * 18944 / 3584
-    assert mem.stage_activation_bytes(x) == pytest.approx(28 * s * h * (10 + (8 + mlp) / t))
+    assert mem.stage_activation_bytes(x) == pytest.approx(28 * s * h * (10 + 8 + mlp) / t)
     assert mem.logits_bytes(x) == 16384 * (152064 // 4) * 18
     # A sample longer than the budget gets a pass of its own: the shape follows it.
     assert mem.micro_batch_shape(replace(x, max_tokens=1000)) == (x.seq_tokens, 1)
@@ -243,7 +252,7 @@ def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
     plan = plan_memory(
         _input(qwen7b_dir, "grpo_qwen25_7b", 64, "model.recompute_granularity=",
                "optim.use_distributed_optimizer=false", "trainer.max_tokens_per_micro_batch=0",
-               "trainer.micro_batch_size=8")
+               "trainer.micro_batch_size=8", "model.sequence_parallel=false")
     )  # fmt: skip
     assert not plan.fits
     training = plan.phases[0]
