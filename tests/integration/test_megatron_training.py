@@ -38,8 +38,11 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     initialize_model_parallel(tp, pp, vpp=vpp, ep=layout.get("ep", 1))
     dtype = mf.DTYPES[layout.get("dtype", "fp32")]
     distributed = layout.get("distopt", False)
+    from mindspeed_rl.models.builder import Recompute
+
     chunks, meta, iteration = build_chunks(
-        ckpt, dtype, ddp=DDPSettings(use_distributed_optimizer=distributed),
+        ckpt, dtype, Recompute(layout.get("recompute", "")),
+        ddp=DDPSettings(use_distributed_optimizer=distributed),
         sequence_parallel=layout.get("sp", False),
     )  # fmt: skip
     configure_chunks(chunks, overlap_grad_reduce=False)
@@ -158,6 +161,8 @@ LAYOUTS = {
     "tp2_sp": dict(tp=2, pp=1, sp=True),
     "thd_tp2_sp": dict(tp=2, pp=1, sp=True, max_tokens=16),
     "tp2_sp_pp2": dict(tp=2, pp=2, sp=True),
+    # The GPU presets' training: packed, TP + SP, full activation recompute.
+    "thd_tp2_sp_recompute": dict(tp=2, pp=1, sp=True, max_tokens=16, recompute="full"),
 }
 
 
