@@ -93,14 +93,16 @@ def causal_varlen_attention(
     for start, end in zip(bounds[:-1], bounds[1:]):
         if end == start:
             continue
-        # [L, H, D] -> [H, L, D]: SDPA's (heads, sequence, dim) layout.
-        o_HLD = F.scaled_dot_product_attention(
-            q_THD[start:end].transpose(0, 1),
-            k_TGD[start:end].transpose(0, 1),
-            v_TGD[start:end].transpose(0, 1),
+        # [L, H, D] -> [1, H, L, D]: SDPA's (batch, heads, sequence, dim) layout. The batch
+        # dimension matters: torch's CPU flash kernel takes 4-D inputs only, 3-D ones fall
+        # back to the math path, which materialises the L x L scores.
+        o_1HLD = F.scaled_dot_product_attention(
+            q_THD[start:end].transpose(0, 1)[None],
+            k_TGD[start:end].transpose(0, 1)[None],
+            v_TGD[start:end].transpose(0, 1)[None],
             is_causal=True, scale=scale, enable_gqa=gqa,
         )  # fmt: skip
-        outs.append(o_HLD.transpose(0, 1))
+        outs.append(o_1HLD[0].transpose(0, 1))
     return torch.cat(outs) if outs else q_THD[:0]
 
 
