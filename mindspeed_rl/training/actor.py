@@ -146,7 +146,7 @@ class MegatronActor:
         ``logits_from``, the last position of the shortest prompt, to ``seq_len - 2``.
         """
         b = len(rows)
-        seq_len = -(-seq_len // self.seq_multiple) * self.seq_multiple
+        seq_len = self._sp_length(seq_len)
         real = [i for i in rows if i is not None]
         start = min((len(samples.prompt_ids[i]) - 1 for i in real), default=0)
         width = seq_len - 1 - start
@@ -181,6 +181,10 @@ class MegatronActor:
             extra={k: v.to(self.device) for k, v in extra.items()},
             logits_from=start,
         )
+
+    def _sp_length(self, n: int) -> int:
+        """``n`` tokens rounded up to what sequence parallelism splits evenly over TP."""
+        return -(-n // self.seq_multiple) * self.seq_multiple
 
     def _response_extras(
         self, samples: Samples, rows: Sequence[int], predictors: list[int]
@@ -227,7 +231,7 @@ class MegatronActor:
         n_prompt = len(prompt)
         responses = [samples.response_ids[i] for i in rows]
         used = n_prompt + sum(len(r) for r in responses)
-        seq_len = -(-used // self.seq_multiple) * self.seq_multiple
+        seq_len = self._sp_length(used)
         allowed = torch.zeros(seq_len, seq_len, dtype=torch.bool)
         allowed[:n_prompt, :n_prompt] = torch.ones(n_prompt, n_prompt, dtype=torch.bool).tril()
         tokens, positions, predict_from = list(prompt), list(range(n_prompt)), []
@@ -270,7 +274,7 @@ class MegatronActor:
             first = start + len(prompt) - 1  # the prompt's last position scores response[0]
             predict_from += range(first, first + len(resp))
             bounds.append(len(tokens))
-        pad = -len(tokens) % self.seq_multiple
+        pad = self._sp_length(len(tokens)) - len(tokens)
         if pad:  # sequence-parallel padding: a sequence of its own, never read
             tokens += [self.pad_id] * pad
             positions += range(pad)
