@@ -516,8 +516,6 @@ def _cut(side: dict, iterations: int) -> dict:
 
 def benchmark_seeds(args: argparse.Namespace, workdir: Path) -> dict:
     """:func:`benchmark` once per seed, and the summary over seeds."""
-    from mindspeed_rl.trainer.grpo import accuracy_part
-
     runs: dict[str, dict] = {}
     for seed in args.seeds:
         one = argparse.Namespace(**vars(args))
@@ -536,7 +534,7 @@ def benchmark_seeds(args: argparse.Namespace, workdir: Path) -> dict:
         "setup": {k: v for k, v in first["setup"].items() if k != "prompt_order"},
         "versions": first["versions"],
         "notes": first["notes"],
-        "summary": summarise(runs, accuracy_part(cfg), args.iterations),
+        "summary": summarise(runs, cfg.reward.accuracy_scorer, args.iterations),
         "seeds": runs,
     }
     return report

@@ -226,8 +226,9 @@ def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> Non
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
     from mindspeed_rl.checkpoint import megatron_format as mf
     from mindspeed_rl.resharding import MegatronToHF
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks, checkpoint_states, unwrap
     from mindspeed_rl.training.parallel import initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks, run_schedule
@@ -260,7 +261,7 @@ def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> Non
     cfg = spec["optim"]
     loss_cfg = GRPOLossConfig(clip_eps_low=spec["clip"][0], clip_eps_high=spec["clip"][1],
                               kl_coef=0.0, loss_agg_mode=spec["loss_agg_mode"])  # fmt: skip
-    samples = Samples([prompts[r["prompt"]] for r in rows], [r["ids"] for r in rows],
+    samples = Batch.from_columns([prompts[r["prompt"]] for r in rows], [r["ids"] for r in rows],
                       advantages=adv)  # fmt: skip
 
     def actor_stats(actor: MegatronActor) -> tuple[torch.Tensor, torch.Tensor]:

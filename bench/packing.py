@@ -90,8 +90,9 @@ def _worker(rank: int, world: int, ckpt: str, out: str, batch: dict, variant: di
     import torch.distributed as dist
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks
     from mindspeed_rl.training.parallel import initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -108,9 +109,11 @@ def _worker(rank: int, world: int, ckpt: str, out: str, batch: dict, variant: di
         pack_prompts=variant.get("pack_prompts", False),
         max_tokens_per_micro_batch=variant.get("budget", 0),
     )  # fmt: skip
-    samples = Samples(batch["prompts"], batch["responses"], advantages=batch["advantages"])
+    samples = Batch.from_columns(
+        batch["prompts"], batch["responses"], advantages=batch["advantages"]
+    )
     everything = [list(range(len(samples)))]
-    warm = Samples(samples.prompt_ids[:4], [r[:8] for r in samples.response_ids[:4]],
+    warm = Batch.from_columns(samples.prompt_ids[:4], [r[:8] for r in samples.response_ids[:4]],
                    advantages=samples.advantages[:4])  # fmt: skip
     actor.update(warm, [[0, 1, 2, 3]], lr=1e-6)  # allocator, optimizer state, hooks
     dist.barrier()

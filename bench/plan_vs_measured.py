@@ -80,8 +80,9 @@ def _worker(rank: int, world: int, ckpt: str, out: str, shape: dict) -> None:
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
     from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -111,7 +112,7 @@ def _worker(rank: int, world: int, ckpt: str, out: str, shape: dict) -> None:
         responses.append([(13 * i + j) % 40000 + 100 for j in range(shape["response_tokens"])])
     old = [[-5.0] * len(r) for r in responses]
     advantages = [(-1.0) ** i for i in range(n)]
-    samples = Samples(prompts, responses, advantages=advantages, old_logprobs=old)
+    samples = Batch.from_columns(prompts, responses, advantages=advantages, old_logprobs=old)
     for i in range(shape["updates"]):
         actor.update(samples, [list(range(n))], lr=1e-5)
         steps[f"after_update_{i + 1}"] = rss().rss - baseline

@@ -82,8 +82,9 @@ def _worker_current(rank: int, world: int, ckpt: str, out: str, variant: dict, s
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
     from mindspeed_rl.models.builder import Recompute
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks
     from mindspeed_rl.training.parallel import initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -100,7 +101,7 @@ def _worker_current(rank: int, world: int, ckpt: str, out: str, variant: dict, s
     actor = MegatronActor(chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, 8,
                           pack_prompts=True)  # fmt: skip
     prompts, responses, advantages = _batch()
-    samples = Samples(prompts, responses, advantages=advantages)
+    samples = Batch.from_columns(prompts, responses, advantages=advantages)
     result = _timed(lambda: actor.update(samples, [list(range(len(prompts)))], lr=1e-6), steps)
     result["optimizer_state_bytes"] = opt.state_bytes(optimizer)
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
@@ -113,7 +114,8 @@ def _worker_before(rank: int, world: int, ckpt: str, out: str, variant: dict, st
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
     from mindspeed_rl.checkpoint.loader import load_megatron_model
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.sample import Batch
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.optimizer import MegatronAdamW
     from mindspeed_rl.training.parallel import initialize_model_parallel
 
@@ -123,7 +125,7 @@ def _worker_before(rank: int, world: int, ckpt: str, out: str, variant: dict, st
     actor = MegatronActor(model, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, 8,
                           pack_prompts=True)  # fmt: skip
     prompts, responses, advantages = _batch()
-    samples = Samples(prompts, responses, advantages=advantages)
+    samples = Batch.from_columns(prompts, responses, advantages=advantages)
     norm = float(sum(len(r) for r in responses))
     everything = [list(range(len(prompts)))]
     result = _timed(lambda: actor.update(samples, everything, [norm], 1e-6, 1.0), steps)

@@ -164,7 +164,9 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
             acc = run.scorer_for(data, settings.scorer)
             scorers = {acc: 1.0, run.FORMAT_SCORER: 0.0} if acc != run.FORMAT_SCORER else {acc: 1.0}
             began = time.time()
-            with RewardScorer(RewardConfig(scorers=scorers, timeout_s=5.0)) as scorer:
+            roles = {"accuracy": acc, "format": run.FORMAT_SCORER if run.FORMAT_SCORER in scorers
+                     else None}  # fmt: skip
+            with RewardScorer(RewardConfig(scorers=scorers, timeout_s=5.0, **roles)) as scorer:
                 greedy_sampling = SamplingConfig(n=1, top_k=1, max_tokens=settings.max_tokens,
                                                  seed=settings.seed)  # fmt: skip
                 greedy = run.generate_scored(engine, tokenizer, scorer, data, greedy_sampling,

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "input": str(args.input),
         "rows": len(results),
-        "accuracy": means[names[0]],
+        "accuracy": means[config.accuracy_scorer],
         "mean_total": sum(r.total for r in results) / len(results),
         "mean_parts": means,
         "timeouts": sum(reason == "timeout" for r in results for reason in r.reasons.values()),

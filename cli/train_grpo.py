@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")
         return 0
-    cfg.logging.verbose = cfg.logging.verbose or args.verbose
+    if args.verbose:
+        cfg = replace(cfg, logging=replace(cfg.logging, verbose=True))
     if args.preflight:
         from mindspeed_rl.trainer.preflight import preflight_config, run_preflight
 

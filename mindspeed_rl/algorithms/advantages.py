@@ -12,6 +12,8 @@ at G = 2.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 STD_EPS = 1e-6
@@ -56,6 +58,19 @@ def mean_centred_advantages(rewards_N: torch.Tensor, group_size: int) -> torch.T
     """
     rewards_BG = _rewards_BG(rewards_N, group_size)
     return (rewards_BG - rewards_BG.mean(dim=1, keepdim=True)).view(-1)
+
+
+AdvantageEstimator = Callable[[torch.Tensor, int], torch.Tensor]
+"""``estimator(rewards_N, group_size) -> advantages_N``."""
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
+    "grpo": grpo_advantages,
+    "drgrpo": mean_centred_advantages,
+}
+"""Estimators by the name a config gives (``AlgorithmConfig.advantage``)."""
+
+MIN_GROUP_SIZE: dict[str, int] = {"grpo": 2, "drgrpo": 1}
+"""The smallest group each estimator is defined for (the std of one sample is not)."""
 
 
 def broadcast_to_tokens(advantages_N: torch.Tensor, mask_NT: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mindspeed_rl.algorithms.advantages import ADVANTAGE_ESTIMATORS, MIN_GROUP_SIZE
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
+from mindspeed_rl.config.logging import LoggingConfig
 from mindspeed_rl.config.structured import build
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.rewards.registry import RewardConfig
 from mindspeed_rl.rollout.base import RolloutConfig, SamplingConfig
-from mindspeed_rl.trainer.metrics import LoggingConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,8 +174,11 @@ class AlgorithmConfig:
     """The largest overlong penalty (subtracted from the reward at ``sampling.max_tokens``)."""
 
     def __post_init__(self) -> None:
-        if self.advantage not in ("grpo", "drgrpo"):
-            raise ValueError(f"algorithm.advantage must be grpo or drgrpo, got {self.advantage!r}")
+        if self.advantage not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(
+                f"algorithm.advantage must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, "
+                f"got {self.advantage!r}"
+            )
         if self.max_extra_rollouts < 0 or self.overlong_buffer < 0:
             raise ValueError("algorithm.max_extra_rollouts and overlong_buffer must be >= 0")
 
@@ -304,6 +308,12 @@ class GRPOConfig:
     def samples_per_iteration(self) -> int:
         return self.data.prompts_per_iteration * self.sampling.n
 
+    @property
+    def updates_per_batch(self) -> int:
+        """Optimizer steps each iteration's batch feeds (mini-batches x PPO epochs)."""
+        mini = self.trainer.mini_batch_size or self.samples_per_iteration
+        return self.trainer.ppo_epochs * (self.samples_per_iteration // mini)
+
     def validate(self, check_files: bool = True) -> None:
         """Cross-section checks; each failure names the keys involved."""
         m, world = self.model, self.resources.world_size
@@ -344,8 +354,12 @@ class GRPOConfig:
             )
         if self.algorithm.overlong_buffer >= self.sampling.max_tokens:
             raise UserError("algorithm.overlong_buffer must be smaller than sampling.max_tokens")
-        if self.algorithm.advantage == "grpo" and self.sampling.n < 2:
-            raise UserError("algorithm.advantage=grpo needs sampling.n >= 2 (a group)")
+        need = MIN_GROUP_SIZE[self.algorithm.advantage]
+        if self.sampling.n < need:
+            raise UserError(
+                f"algorithm.advantage={self.algorithm.advantage} needs sampling.n >= {need} "
+                "(a group)"
+            )
         if not check_files:
             return
         hf_config = resolve(m.hf_dir) / "config.json"

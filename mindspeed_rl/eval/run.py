@@ -391,6 +391,7 @@ def generate_scored(
     """``sampling.n`` scored responses per prompt, generated ``batch`` prompts at a time
     (``greedy``: one per prompt, recorded as sample -1)."""
     groups: list[list[Sampled]] = []
+    accuracy, fmt = scorer.config.accuracy_scorer, scorer.config.format_scorer
     started = time.time()
     total = len(data.prompts)
     for start in range(0, total, batch):
@@ -405,7 +406,6 @@ def generate_scored(
         for (i, j, c), text, result in zip(flat, texts, results):
             if j == 0:
                 groups.append([])
-            names = list(result.parts)
             groups[-1].append(
                 Sampled(
                     i,
@@ -413,8 +413,8 @@ def generate_scored(
                     text,
                     len(c.token_ids),
                     c.finish_reason,
-                    result.parts[names[0]],
-                    result.parts.get(FORMAT_SCORER, 0.0),
+                    result.parts[accuracy],
+                    result.parts[fmt] if fmt else 0.0,
                     result.reasons,
                 )  # fmt: skip
             )

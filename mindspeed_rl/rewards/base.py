@@ -21,3 +21,15 @@ Scorer = Callable[[str, str], Score]
 
 WRONG = "wrong answer"
 NO_ANSWER = "no answer"
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """The reward of one response, with the parts it is made of."""
+
+    total: float
+    """Weighted sum of the parts."""
+    parts: dict[str, float]
+    """Scorer name -> its score (unweighted), for logging."""
+    reasons: dict[str, str]
+    """Scorer name -> why it did not give full marks ("" when it did)."""

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mindspeed_rl.rewards.base import Scorer
+from mindspeed_rl.rewards.base import RewardResult, Scorer
 from mindspeed_rl.rewards.countdown import countdown_accuracy
 from mindspeed_rl.rewards.format import r1_format_lenient, r1_format_strict
 from mindspeed_rl.rewards.gsm8k import gsm8k_accuracy
@@ -29,6 +29,9 @@ SCORERS: dict[str, Scorer] = {
     "countdown": countdown_accuracy,
 }
 """Built-in scorers by name. A config may also name any ``package.module:function``."""
+
+FORMAT_SCORERS = frozenset({"format", "format_lenient"})
+"""The built-in scorers that judge the output's shape, not its answer."""
 
 _resolved: dict[str, Scorer] = {}
 
@@ -73,6 +76,12 @@ class RewardConfig:
     memory_limit_mb: int | None = 4096
     """Address-space limit of each scorer process (None: no limit); a sample that hits it
     scores 0."""
+    accuracy: str | None = None
+    """The scorer that says whether an answer is right (reward/accuracy, val/accuracy, eval's
+    pass@k); None: the first scorer that is not a format scorer (else the first)."""
+    format: str | None = None
+    """The scorer reported as reward/format and val/format; None: the first built-in format
+    scorer among ``scorers`` (none: no format figure)."""
 
     def __post_init__(self) -> None:
         if not self.scorers:
@@ -87,18 +96,27 @@ class RewardConfig:
             raise ValueError(f"reward.workers must be >= 1, got {self.workers}")
         if self.memory_limit_mb is not None and self.memory_limit_mb < 256:
             raise ValueError(f"reward.memory_limit_mb must be >= 256, got {self.memory_limit_mb}")
+        for role in ("accuracy", "format"):
+            name = getattr(self, role)
+            if name is not None and name not in self.scorers:
+                raise ValueError(
+                    f"reward.{role}={name!r} is not one of reward.scorers "
+                    f"({', '.join(self.scorers)}); name one of them or leave it unset"
+                )
 
+    @property
+    def accuracy_scorer(self) -> str:
+        """The scorer whose part is the accuracy (see ``accuracy``)."""
+        if self.accuracy is not None:
+            return self.accuracy
+        return next((n for n in self.scorers if n not in FORMAT_SCORERS), next(iter(self.scorers)))
 
-@dataclass(frozen=True)
-class RewardResult:
-    """The reward of one response, with the parts it is made of."""
-
-    total: float
-    """Weighted sum of the parts."""
-    parts: dict[str, float]
-    """Scorer name -> its score (unweighted), for logging."""
-    reasons: dict[str, str]
-    """Scorer name -> why it did not give full marks ("" when it did)."""
+    @property
+    def format_scorer(self) -> str | None:
+        """The scorer whose part is the format rate (see ``format``), or None."""
+        if self.format is not None:
+            return self.format
+        return next((n for n in self.scorers if n in FORMAT_SCORERS), None)
 
 
 class RewardScorer:

@@ -8,12 +8,13 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
-from mindspeed_rl.algorithms.advantages import grpo_advantages, mean_centred_advantages
+from mindspeed_rl.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from mindspeed_rl.algorithms.dapo import informative_groups, overlong_penalty
 from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
@@ -21,15 +22,31 @@ from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.metrics import REWARD_ACCURACY, REWARD_FORMAT, MetricsLogger, duration
-from mindspeed_rl.trainer.transfer_dock import TransferDock
-from mindspeed_rl.training.actor import Samples
+from mindspeed_rl.rollout.base import SamplingConfig
+from mindspeed_rl.sample import Batch, Finish, Sample
+from mindspeed_rl.trainer.metrics import (
+    ACTOR_LR,
+    PERF_TOKENS_PER_S,
+    RESPONSE_LENGTH_CLIP_RATIO,
+    RESPONSE_LENGTH_MAX,
+    RESPONSE_LENGTH_MEAN,
+    REWARD_ACCURACY,
+    REWARD_FORMAT,
+    REWARD_MEAN,
+    ROLLOUT_NLL,
+    VAL_ACCURACY,
+    VAL_AVG_AT_K,
+    VAL_FORMAT,
+    VAL_PASS_AT_K,
+    MetricsLogger,
+    duration,
+    reward_part,
+    timing,
+)
 from mindspeed_rl.training.optimizer import lr_at
 from mindspeed_rl.utils.console import plural, shown
 from mindspeed_rl.utils.fs import atomic_write_text
 
-COLUMNS = ("prompt", "label", "response", "rollout_logprobs", "finish", "reward", "parts",
-           "text", "old_logprobs", "ref_logprobs", "advantage")  # fmt: skip
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -54,230 +71,152 @@ class Timer:
             self.on_end(phase)
 
 
-def _shards(n: int, parts: int) -> list[range]:
-    per = -(-n // parts)
-    return [range(min(n, k * per), min(n, (k + 1) * per)) for k in range(parts)]
-
-
-def _sampling(cfg: GRPOConfig, seed: int, **overrides) -> dict:
-    s = to_dict(cfg.sampling)
-    s.update(seed=seed, **overrides)
-    return s
+def sampling_for(cfg: GRPOConfig, seed: int, **overrides) -> SamplingConfig:
+    """The configured sampling with ``seed`` (and any other field) replaced."""
+    return replace(cfg.sampling, seed=seed, **overrides)
 
 
 # -- phases ------------------------------------------------------------------------------
 
 
-def generate_and_score(group, prompts, labels, sampling: dict) -> list[list[dict]]:
-    """Sample every prompt's group across the inference engines; score each engine's share
-    as it arrives.
-
-    An engine is a group of ``rollout.infer_tp`` consecutive ranks: all of them get the same
-    prompts and seed (vLLM's external launcher needs identical calls on every rank of a
-    group) and the group's first rank's completions are used. Returns, per prompt, its
-    samples as dicts (response, logprobs, finish, reward, parts, text). Scoring of one
-    engine's responses overlaps with the other engines still generating.
-    """
-    import ray
-
-    engines = group.engines()
-    shards = [s for s in _shards(len(prompts), len(engines)) if len(s)]
-    pending, followers = {}, []
-    for ranks, shard in zip(engines, shards):
-        seeded = dict(sampling, seed=sampling["seed"] + shard.start)
-        refs = [w.generate.remote([prompts[i] for i in shard], seeded) for w in ranks]
-        pending[refs[0]] = shard
-        followers += refs[1:]
-    groups: list[list[dict] | None] = [None] * len(prompts)
-    scoring = {}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        shard = pending.pop(done[0])
-        completions = ray.get(done[0])
-        flat = [(i, c) for i, group_c in zip(shard, completions) for c in group_c]
-        ids = [c[0] for _, c in flat]
-        score_ref = group.reward.score.remote(ids, [labels[i] for i, _ in flat])
-        scoring[score_ref] = flat
-    ray.get(followers)  # the other ranks of each engine: same completions
-    for score_ref, flat in scoring.items():
-        for (i, c), (total, parts, text) in zip(flat, ray.get(score_ref)):
-            sample = {"response": c[0], "logprobs": c[1], "finish": c[2], "reward": total,
-                      "parts": parts, "text": text}  # fmt: skip
-            groups[i] = (groups[i] or []) + [sample]
-    return groups  # type: ignore[return-value]
+def generate_scored(
+    group, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int,
+    t: Timer,
+) -> list[list[Sample]]:  # fmt: skip
+    """Sample every prompt's group (timed as ``rollout``), then score it (``reward``)."""
+    with t("rollout"):
+        groups = group.generate(prompts, labels, sampling, version)
+    with t("reward"):
+        scored = iter(group.score([s for g in groups for s in g]))
+    return [[next(scored) for _ in g] for g in groups]
 
 
-def rollout(
-    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int
-) -> tuple[TransferDock, dict]:
-    """B prompt groups in a transfer dock; with dynamic sampling, only informative groups
-    (rewards not all equal), refilled from extra prompts for a bounded number of rounds."""
-    G, B = cfg.sampling.n, cfg.data.prompts_per_iteration
+def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int,
+            t: Timer) -> tuple[Batch, dict[str, float]]:  # fmt: skip
+    """B prompt groups, scored; with dynamic sampling, only informative groups (rewards not
+    all equal), refilled from extra prompts for a bounded number of rounds."""
+    G, B, algo = cfg.sampling.n, cfg.data.prompts_per_iteration, cfg.algorithm
     base_seed = cfg.trainer.seed * 1_000_003 + iteration * 10_007
-    kept: list[tuple[list[int], str, list[dict]]] = []
-    spare: list[tuple[list[int], str, list[dict]]] = []
+    kept: list[list[Sample]] = []
+    spare: list[list[Sample]] = []
     extra = {"dapo/rounds": 0.0}
-    for round_ in range(
-        1 + (cfg.algorithm.max_extra_rollouts if cfg.algorithm.dynamic_sampling else 0)
-    ):
-        batch = loader.next_batch()
-        groups = generate_and_score(
-            group, batch.prompt_ids, batch.labels, _sampling(cfg, base_seed + round_ * 997)
-        )
+    for round_ in range(1 + (algo.max_extra_rollouts if algo.dynamic_sampling else 0)):
+        prompts = loader.next_batch()
+        sampling = sampling_for(cfg, base_seed + round_ * 997)
+        groups = generate_scored(group, prompts.prompt_ids, prompts.labels, sampling,
+                                 iteration - 1, t)  # fmt: skip
         extra["dapo/rounds"] += 1
-        rewards = torch.tensor([s["reward"] for g in groups for s in g], dtype=torch.float32)
+        rewards = torch.tensor([s.total_reward for g in groups for s in g], dtype=torch.float32)
         varied = set(informative_groups(rewards, G).tolist())
-        for b, item in enumerate(zip(batch.prompt_ids, batch.labels, groups)):
-            keep = b in varied or not cfg.algorithm.dynamic_sampling
-            (kept if keep else spare).append(item)
+        for b, samples in enumerate(groups):
+            (kept if b in varied or not algo.dynamic_sampling else spare).append(samples)
         if len(kept) >= B:
             break
-    if cfg.algorithm.dynamic_sampling:
+    if algo.dynamic_sampling:
         extra["dapo/informative_groups"] = float(min(len(kept), B))
     chosen = (kept + spare)[:B]
-    dock = TransferDock(B * G, COLUMNS)
-    for b, (prompt, label, samples) in enumerate(chosen):
-        idx = list(range(b * G, (b + 1) * G))
-        dock.put("prompt", idx, [prompt] * G)
-        dock.put("label", idx, [label] * G)
-        for column, key in (("response", "response"), ("rollout_logprobs", "logprobs"),
-                            ("finish", "finish"), ("reward", "reward"), ("parts", "parts"),
-                            ("text", "text")):  # fmt: skip
-            dock.put(column, idx, [s[key] for s in samples])
-    return dock, extra
+    return Batch(tuple(replace(s, group=b) for b, g in enumerate(chosen) for s in g)), extra
 
 
-def shape_rewards(dock: TransferDock, cfg: GRPOConfig) -> None:
+def shape_rewards(batch: Batch, cfg: GRPOConfig) -> Batch:
     """DAPO overlong shaping on top of the rule rewards (when configured)."""
-    if not cfg.algorithm.overlong_buffer:
-        return
-    lengths = torch.tensor([len(r) for r in dock.get("response")], dtype=torch.float32)
-    penalty = overlong_penalty(
-        lengths,
-        cfg.sampling.max_tokens,
-        cfg.algorithm.overlong_buffer,
-        cfg.algorithm.overlong_penalty,
-    )
-    rewards = [r + float(p) for r, p in zip(dock.get("reward"), penalty)]
-    dock.put("reward", range(dock.size), rewards)
+    algo = cfg.algorithm
+    if not algo.overlong_buffer:
+        return batch
+    lengths = torch.tensor([len(s.response_ids) for s in batch], dtype=torch.float32)
+    penalty = overlong_penalty(lengths, cfg.sampling.max_tokens, algo.overlong_buffer,
+                               algo.overlong_penalty)  # fmt: skip
+    return batch.with_column("penalty", penalty.tolist())
 
 
-def compute_advantages(dock: TransferDock, cfg: GRPOConfig) -> None:
-    rewards = torch.tensor(dock.get("reward"), dtype=torch.float32)
-    if cfg.algorithm.advantage == "grpo":
-        adv = grpo_advantages(rewards, cfg.sampling.n)
-    else:
-        adv = mean_centred_advantages(rewards, cfg.sampling.n)
-    dock.put("advantage", range(dock.size), adv.tolist())
+def compute_advantages(batch: Batch, cfg: GRPOConfig) -> Batch:
+    estimator = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage]
+    rewards = torch.tensor(batch.rewards, dtype=torch.float32)
+    return batch.with_column("advantage", estimator(rewards, cfg.sampling.n).tolist())
 
 
-def _samples(dock: TransferDock, with_training_columns: bool = False) -> Samples:
-    s = Samples(prompt_ids=dock.get("prompt"), response_ids=dock.get("response"))
-    if with_training_columns:
-        s.advantages = dock.get("advantage")
-        s.rollout_logprobs = dock.get("rollout_logprobs")
-        if dock.all_ready("old_logprobs"):
-            s.old_logprobs = dock.get("old_logprobs")
-        if dock.all_ready("ref_logprobs"):
-            s.ref_logprobs = dock.get("ref_logprobs")
-    return s
-
-
-def _gather_logprobs(results: list[dict[int, list[float]]], n: int) -> list[list[float]]:
-    merged: dict[int, list[float]] = {}
-    for r in results:
-        merged.update(r)
-    return [merged[i] for i in range(n)]
-
-
-def compute_logprobs(group, dock: TransferDock, cfg: GRPOConfig, updates_per_batch: int) -> None:
+def compute_logprobs(group, batch: Batch, cfg: GRPOConfig) -> Batch:
     """Reference log-probs (when KL is on) and old log-probs (when a batch is used for more
     than one update; with one update, old = current detached, exactly on-policy)."""
-    samples = _samples(dock)
     if cfg.loss.kl_coef > 0:
-        ref = group.call("logprobs", samples, True)
-        dock.put("ref_logprobs", range(dock.size), _gather_logprobs(ref, dock.size))
-    if updates_per_batch > 1:
-        old = group.call("logprobs", samples, False)
-        dock.put("old_logprobs", range(dock.size), _gather_logprobs(old, dock.size))
+        batch = batch.with_column("ref_logprobs", group.logprobs(batch, reference=True))
+    if cfg.updates_per_batch > 1:
+        batch = batch.with_column("old_logprobs", group.logprobs(batch))
+    return batch
 
 
-def update(group, dock: TransferDock, cfg: GRPOConfig, iteration: int) -> dict[str, float]:
-    n = dock.size
+def update(group, batch: Batch, cfg: GRPOConfig, iteration: int) -> dict[str, float]:
+    """One optimizer step per mini-batch, ``trainer.ppo_epochs`` passes over the batch."""
+    n = len(batch)
     mini = cfg.trainer.mini_batch_size or n
-    order = list(range(n))
-    mini_batches = [order[k : k + mini] for _ in range(cfg.trainer.ppo_epochs)
+    mini_batches = [list(range(k, min(n, k + mini))) for _ in range(cfg.trainer.ppo_epochs)
                     for k in range(0, n, mini)]  # fmt: skip
-    lr = lr_at(iteration, cfg.trainer.iterations, cfg.optim.lr, cfg.optim.min_lr,
-               cfg.optim.warmup_iterations, cfg.optim.decay)  # fmt: skip
-    results = group.call("update", _samples(dock, True), mini_batches, lr)
-    reporting = [r for r in results if r]
-    metrics = {k: sum(r[k] for r in reporting) / len(reporting) for k in reporting[0]}
-    metrics["actor/lr"] = lr
-    return metrics
+    o = cfg.optim
+    lr = lr_at(iteration, cfg.trainer.iterations, o.lr, o.min_lr, o.warmup_iterations, o.decay)
+    return {**group.update(batch, mini_batches, lr), ACTOR_LR: lr}
 
 
-def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig, acc_part: str) -> dict:
+def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig) -> dict:
     """Greedy pass@1 and, with trainer.val_n > 1, avg@k at the training temperature."""
     prompts, labels = val
-    greedy = generate_and_score(
-        group, prompts, labels, _sampling(cfg, cfg.trainer.seed, n=1, top_k=1)
-    )
+    t = Timer()
+    greedy = generate_scored(group, prompts, labels,
+                             sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0, t)  # fmt: skip
     sampled = None
     if cfg.trainer.val_n > 1:
-        sampled_cfg = _sampling(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
-        sampled = generate_and_score(group, prompts, labels, sampled_cfg)
-    fmt = next((p for p in cfg.reward.scorers if p.startswith("format")), None)
-    return validation_metrics(greedy, sampled, acc_part, fmt)
+        sampling = sampling_for(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
+        sampled = generate_scored(group, prompts, labels, sampling, 0, t)
+    return validation_metrics(greedy, sampled, cfg.reward.accuracy_scorer,
+                              cfg.reward.format_scorer)  # fmt: skip
 
 
 def validation_metrics(
-    greedy: list[list[dict]], sampled: list[list[dict]] | None, acc_part: str, fmt_part: str | None
-) -> dict[str, float]:
+    greedy: list[list[Sample]], sampled: list[list[Sample]] | None, acc_part: str,
+    fmt_part: str | None,
+) -> dict[str, float]:  # fmt: skip
     """val/accuracy (pass@1) and val/format of the greedy responses; val/avg_at_k and
     val/pass_at_k over the sampled ones when there are any. The numbers are cli/eval.py's
     (:mod:`mindspeed_rl.eval.metrics`): a sample is right when its accuracy part is >= 0.5."""
     from mindspeed_rl.eval.metrics import format_rate, greedy_metrics, sampled_metrics
 
-    def part(groups: list[list[dict]], name: str) -> list[list[float]]:
-        return [[s["parts"][name] for s in g] for g in groups]
+    def part(groups: list[list[Sample]], name: str) -> list[list[float]]:
+        return [[s.reward.parts[name] for s in g] for g in groups]
 
-    out = {"val/accuracy": greedy_metrics(part(greedy, acc_part))["pass@1"]}
+    out = {VAL_ACCURACY: greedy_metrics(part(greedy, acc_part))["pass@1"]}
     if fmt_part is not None:
-        out["val/format"] = format_rate(part(greedy, fmt_part))
+        out[VAL_FORMAT] = format_rate(part(greedy, fmt_part))
     if sampled is not None:
         k = min(len(g) for g in sampled)
         figures = sampled_metrics(part(sampled, acc_part), k)
-        out["val/avg_at_k"] = figures[f"avg@{k}"]
-        out["val/pass_at_k"] = figures[f"pass@{k}"]
+        out[VAL_AVG_AT_K] = figures[f"avg@{k}"]
+        out[VAL_PASS_AT_K] = figures[f"pass@{k}"]
     return out
 
 
-def rollout_metrics(dock: TransferDock, acc_part: str) -> dict[str, float]:
-    rewards = dock.get("reward")
-    lengths = [len(r) for r in dock.get("response")]
-    parts = dock.get("parts")
+def rollout_metrics(batch: Batch, acc_part: str, fmt_part: str | None) -> dict[str, float]:
+    rewards = batch.rewards
+    lengths = [len(s.response_ids) for s in batch]
+    parts = [s.reward.parts for s in batch]
     m = {
-        "reward/mean": sum(rewards) / len(rewards),
-        "response_length/mean": sum(lengths) / len(lengths),
-        "response_length/max": float(max(lengths)),
-        "response_length/clip_ratio": sum(f == "length" for f in dock.get("finish")) / len(lengths),
+        REWARD_MEAN: sum(rewards) / len(rewards),
+        RESPONSE_LENGTH_MEAN: sum(lengths) / len(lengths),
+        RESPONSE_LENGTH_MAX: float(max(lengths)),
+        RESPONSE_LENGTH_CLIP_RATIO: sum(s.finish is Finish.LENGTH for s in batch) / len(lengths),
     }
     # Token-mean negative log-prob of the sampled tokens by the engine. Sampling from the
     # policy itself (T=1, no top-k / top-p), its expectation is the policy's entropy along
     # the sampled responses: next to actor/entropy it shows whether the engine samples the
     # distribution the actor trains (bench/learning_parity.py measured both at 0.81).
-    logprobs = [lp for row in dock.get("rollout_logprobs") for lp in row]
+    logprobs = [lp for s in batch for lp in s.rollout_logprobs or ()]
     if logprobs:
-        m["rollout/nll"] = -sum(logprobs) / len(logprobs)
+        m[ROLLOUT_NLL] = -sum(logprobs) / len(logprobs)
     for name in parts[0]:
-        m[f"reward/{name}"] = sum(p[name] for p in parts) / len(parts)
+        m[reward_part(name)] = sum(p[name] for p in parts) / len(parts)
     # The accuracy and format scorers under one name each, whichever scorers they are (curves,
     # console, runs compare).
-    m[REWARD_ACCURACY] = m[f"reward/{acc_part}"]
-    fmt = next((p for p in parts[0] if p.startswith("format")), None)
-    if fmt:
-        m[REWARD_FORMAT] = m[f"reward/{fmt}"]
+    m[REWARD_ACCURACY] = m[reward_part(acc_part)]
+    if fmt_part is not None:
+        m[REWARD_FORMAT] = m[reward_part(fmt_part)]
     return m
 
 
@@ -299,7 +238,7 @@ def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> 
     tracker moves last, so a kill at any point leaves the previous checkpoint usable."""
     tmp = root / f".tmp-{mf.iter_dir_name(iteration)}"
     shutil.rmtree(tmp, ignore_errors=True)
-    group.call("save", str(tmp), iteration)
+    group.save(tmp, iteration)
     state = {"iteration": iteration, "loader": loader.state_dict()}
     (tmp / mf.iter_dir_name(iteration) / TRAINER_STATE).write_text(json.dumps(state))
     final = root / mf.iter_dir_name(iteration)
@@ -333,6 +272,13 @@ def _val_set(cfg: GRPOConfig) -> tuple[list[list[int]], list[str]] | None:
     ds = PromptDataset(resolve(cfg.data.val_prefix))
     rows = range(min(len(ds), cfg.data.val_prompts))
     return [ds.prompt_ids(i) for i in rows], [ds.label(i) for i in rows]
+
+
+def resolved(cfg: GRPOConfig) -> GRPOConfig:
+    """``cfg`` with what start-up derives filled in (the assistant prefix, the absolute
+    logging directory): a new config, the caller's is left as it was."""
+    data = replace(cfg.data, assistant_prefix=resolve_assistant_prefix(cfg))
+    return replace(cfg, data=data, logging=replace(cfg.logging, dir=str(resolve(cfg.logging.dir))))
 
 
 def resolve_assistant_prefix(cfg: GRPOConfig) -> str:
@@ -424,14 +370,13 @@ def train(
     """Run GRPO as configured; returns the last iteration's metrics. Console lines (summary,
     progress, checkpoints) go to ``console`` (default stderr)."""
     from mindspeed_rl.accelerator import hide_expected_cpu_notices
-    from mindspeed_rl.trainer.cluster import WorkerGroup
+    from mindspeed_rl.workers.group import WorkerGroup
 
     began = time.perf_counter()
     hide_expected_cpu_notices()
-    cfg.data.assistant_prefix = resolve_assistant_prefix(cfg)
+    cfg = resolved(cfg)
     out = resolve(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.logging.dir = str(resolve(cfg.logging.dir))
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     load_dir = prepare_initial_checkpoint(cfg, out)
     ckpt_root = out / "checkpoints"
@@ -464,7 +409,7 @@ def train(
                 state = json.loads(
                     (ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text()
                 )
-                group.call("load", str(ckpt_root), resume)
+                group.load(ckpt_root, resume)
                 loader.load_state_dict(state["loader"])
                 start = resume + 1
             metrics = run_iterations(group, loader, val, logger, cfg, start, out)
@@ -484,28 +429,22 @@ def train(
 
 
 def train_step(
-    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer, synced: bool
-) -> tuple[TransferDock, dict[str, float], dict[str, float]]:
-    """One iteration's phases, each timed by ``t``: sync (unless the engines already hold the
-    current weights), rollout, to_train (engines asleep, training state back), log-probs,
-    update. Returns the batch, the update's metrics and the rollout's extra metrics."""
-    updates_per_batch = cfg.trainer.ppo_epochs * (
-        cfg.samples_per_iteration // (cfg.trainer.mini_batch_size or cfg.samples_per_iteration)
-    )
-    if not synced:
-        with t("sync"):
-            group.call("to_rollout")
-    with t("rollout"):
-        dock, extra = rollout(group, loader, cfg, iteration)
+    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer
+) -> tuple[Batch, dict[str, float], dict[str, float]]:
+    """One iteration's phases, each timed by ``t``. Returns the batch, the update's metrics
+    and the rollout's extra metrics."""
+    with t("sync"):
+        group.to_rollout()  # a no-op when the engines already hold these weights
+    batch, extra = collect(group, loader, cfg, iteration, t)  # generate -> score -> filter
     with t("to_train"):
-        group.call("to_train")
-    shape_rewards(dock, cfg)
+        group.to_train()
+    batch = shape_rewards(batch, cfg)
     with t("logprobs"):
-        compute_logprobs(group, dock, cfg, updates_per_batch)
-    compute_advantages(dock, cfg)
+        batch = compute_logprobs(group, batch, cfg)
+    batch = compute_advantages(batch, cfg)
     with t("update"):
-        actor = update(group, dock, cfg, iteration)
-    return dock, actor, extra
+        actor = update(group, batch, cfg, iteration)
+    return batch, actor, extra
 
 
 def run_iterations(
@@ -517,56 +456,40 @@ def run_iterations(
     start: int,
     out: Path,
 ) -> dict[str, float]:
-    """Iterations ``start`` .. ``trainer.iterations``: sync -> rollout -> reward -> log-probs ->
+    """Iterations ``start`` .. ``trainer.iterations``: sync -> generate -> score -> log-probs ->
     advantages -> update, validation and checkpoints on their intervals."""
     ckpt_root = out / "checkpoints"
-    acc_part = accuracy_part(cfg)
+    acc, fmt = cfg.reward.accuracy_scorer, cfg.reward.format_scorer
     metrics: dict[str, float] = {}
-    in_rollout = False  # the engines already hold the current weights (after validation)
     for iteration in range(start, cfg.trainer.iterations + 1):
         t = Timer()
         with t("step"):
             if val and iteration == 1:
-                if not in_rollout:
-                    with t("sync"):
-                        group.call("to_rollout")
-                    in_rollout = True
+                with t("sync"):
+                    group.to_rollout()
                 with t("validation"):
-                    logger.log(0, validate(group, val, cfg, acc_part))
-            dock, actor, extra = train_step(group, loader, cfg, iteration, t, in_rollout)
-            in_rollout = False
-        tokens = sum(len(p) + len(r) for p, r in zip(dock.get("prompt"), dock.get("response")))
-        metrics = {**rollout_metrics(dock, acc_part), **actor, **extra,
-                   **{f"timing/{k}": v for k, v in t.seconds.items()},
-                   "perf/tokens_per_s": tokens / t.seconds["step"]}  # fmt: skip
+                    logger.log(0, validate(group, val, cfg))
+            batch, actor, extra = train_step(group, loader, cfg, iteration, t)
+        metrics = {**rollout_metrics(batch, acc, fmt), **actor, **extra,
+                   **{timing(k): v for k, v in t.seconds.items()},
+                   PERF_TOKENS_PER_S: sum(s.tokens for s in batch) / t.seconds["step"]}  # fmt: skip
         logger.log(iteration, metrics)
-        _write_samples(out, iteration, dock)
+        _write_samples(out, iteration, batch)
         if val and iteration % cfg.trainer.val_interval == 0:
-            group.call("to_rollout")
-            in_rollout = True
-            logger.log(iteration, validate(group, val, cfg, acc_part))
+            group.to_rollout()
+            logger.log(iteration, validate(group, val, cfg))
         interval = cfg.trainer.save_interval
-        save_now = iteration == cfg.trainer.iterations or (interval and iteration % interval == 0)
-        if save_now:
-            if in_rollout:
-                group.call("to_train")  # checkpoints hold the optimizer state, on device
-                in_rollout = False
+        if iteration == cfg.trainer.iterations or (interval and iteration % interval == 0):
+            group.to_train()  # checkpoints hold the optimizer state, on device
             save_checkpoint(group, ckpt_root, iteration, loader)
             logger.message(f"checkpoint {shown(ckpt_root / mf.iter_dir_name(iteration))}")
     return metrics
 
 
-def accuracy_part(cfg: GRPOConfig) -> str:
-    """The reward part that says whether an answer is right: the first non-format scorer."""
-    acc_part = next((p for p in cfg.reward.scorers if not p.startswith("format")), None)
-    return acc_part or next(iter(cfg.reward.scorers))
-
-
-def _write_samples(out: Path, iteration: int, dock: TransferDock) -> None:
+def _write_samples(out: Path, iteration: int, batch: Batch) -> None:
     """A few responses per iteration, to read what the policy writes."""
-    path = out / "samples.jsonl"
-    rows = [{"iteration": iteration, "reward": r, "text": x}
-            for r, x in list(zip(dock.get("reward"), dock.get("text")))[:4]]  # fmt: skip
-    with path.open("a") as f:
-        for row in rows:
+    with (out / "samples.jsonl").open("a") as f:
+        for s in batch.samples[:4]:
+            row = {"iteration": iteration, "reward": s.total_reward, "text": s.text,
+                   "reasons": s.reward.reasons}  # fmt: skip
             f.write(json.dumps(row) + "\n")

@@ -22,12 +22,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
+from mindspeed_rl.config.logging import LoggingConfig
 from mindspeed_rl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,12 @@ ACTOR_PG_LOSS = "actor/pg_loss"
 TIMING_STEP = "timing/step"
 """Wall-clock seconds of the whole iteration (the console's s/it)."""
 PERF_TOKENS_PER_S = "perf/tokens_per_s"
+ROLLOUT_NLL = "rollout/nll"
+"""Token-mean negative log-prob of the sampled tokens by the inference engine."""
 VAL_ACCURACY = "val/accuracy"
 """pass@1 on the validation set."""
 VAL_AVG_AT_K = "val/avg_at_k"
+VAL_PASS_AT_K = "val/pass_at_k"
 VAL_FORMAT = "val/format"
 """The format scorer's mean on the validation set."""
 
@@ -67,45 +70,6 @@ def reward_part(part: str) -> str:
 def timing(phase: str) -> str:
     """The metric name of a phase's wall-clock seconds, e.g. ``timing/rollout``."""
     return f"timing/{phase}"
-
-
-@dataclass
-class LoggingConfig:
-    """Where and how per-iteration metrics are recorded."""
-
-    dir: str = "runs/grpo"
-    """Run directory: metrics.jsonl, tensorboard/ and swanlog/ are written under it."""
-    tensorboard: bool = True
-    """Write TensorBoard scalars to <dir>/tensorboard (skipped with a warning when the
-    tensorboard package is not installed)."""
-    swanlab: bool = False
-    """Also log to SwanLab, offline, under <dir>/swanlog (needs the swanlab package;
-    upload later with ``swanlab sync``)."""
-    wandb: bool = False
-    """Also log to Weights & Biases (needs the wandb package; WANDB_MODE=offline for
-    machines without network)."""
-    project: str = "mindspeed-rl"
-    """Project name for SwanLab / wandb."""
-    experiment: str = "grpo"
-    """Experiment (run) name for SwanLab / wandb."""
-    console: bool = True
-    """Show a progress bar with the key figures (a plain line per iteration when the console
-    is not a terminal)."""
-    verbose: bool = False
-    """Show what the libraries print (vLLM, megatron-core, Ray, transformers) on the console
-    too; by default it goes to <trainer.output_dir>/logs/ only (``train_grpo.py --verbose``)."""
-
-    def __post_init__(self) -> None:
-        if not str(self.dir).strip():
-            raise ValueError("logging.dir is empty; give the run directory, e.g. runs/r1-zero")
-        for key in ("tensorboard", "swanlab", "wandb", "console", "verbose"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"logging.{key} must be true or false, got {getattr(self, key)!r}")
-        for key in ("project", "experiment"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
-                raise ValueError(
-                    f"logging.{key} must be a non-empty name, got {getattr(self, key)!r}"
-                )
 
 
 def _scalar(key: str, value: Any) -> float:

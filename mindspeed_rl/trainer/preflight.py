@@ -28,11 +28,11 @@ from mindspeed_rl.utils.console import plural, shown
 
 ITERATIONS = 2
 MAX_TOKENS = 32
-ITERATION_PHASES = ("sync", "rollout", "to_train", "logprobs", "update")
+ITERATION_PHASES = ("sync", "rollout", "reward", "to_train", "logprobs", "update")
 ONCE_PHASES = ("save", "resume")
-PLAN_PHASE = {"sync": "rollout", "rollout": "rollout", "to_train": "training",
-              "logprobs": "training", "update": "training", "save": "training",
-              "resume": "training"}  # fmt: skip
+PLAN_PHASE = {"sync": "rollout", "rollout": "rollout", "reward": "rollout",
+              "to_train": "training", "logprobs": "training", "update": "training",
+              "save": "training", "resume": "training"}  # fmt: skip
 """The plan phase whose prediction a measured phase is shown next to (the engines hold their
 weights and KV cache from the sync until they sleep in to_train)."""
 
@@ -148,23 +148,23 @@ def run_preflight(
     and a :class:`UserError` when measured memory exceeds the device."""
     from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
     from mindspeed_rl.plan import GB
-    from mindspeed_rl.trainer.cluster import WorkerGroup
     from mindspeed_rl.trainer.grpo import (
         TRAINER_STATE,
         Timer,
         get_kind,
         prepare_initial_checkpoint,
-        resolve_assistant_prefix,
+        resolved,
         save_checkpoint,
         train_step,
     )
+    from mindspeed_rl.workers.group import WorkerGroup
 
     began = time.perf_counter()
 
     def say(line: str) -> None:
         print(line, file=console, flush=True)
 
-    cfg.data.assistant_prefix = resolve_assistant_prefix(cfg)
+    cfg = resolved(cfg)
     out = resolve(cfg.trainer.output_dir)
     ckpt_root = out / "checkpoints"
     shutil.rmtree(ckpt_root, ignore_errors=True)
@@ -190,25 +190,25 @@ def run_preflight(
         with t("build"):
             group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
         try:
-            report.add("build", t.seconds["build"], max(group.call("start_memory_probe")))
+            report.add("build", t.seconds["build"], group.start_memory_probe())
             say(f"  build {t.seconds['build']:.1f} s ({len(group.placement)} ranks)")
             for iteration in range(1, ITERATIONS + 1):
                 t = Timer()
                 t.on_end = lambda phase, t=t: report.add(
-                    phase, t.seconds[phase], max(group.call("memory_peak"))
+                    phase, t.seconds[phase], group.memory_peak()
                 )
-                train_step(group, loader, cfg, iteration, t, synced=False)
+                train_step(group, loader, cfg, iteration, t)
                 if iteration == 1:
                     with t("save"):
                         save_checkpoint(group, ckpt_root, 1, loader)
-                        saved = group.call("digest")
+                        saved = group.digests()
                     with t("resume"):
                         state = json.loads(
                             (ckpt_root / mf.iter_dir_name(1) / TRAINER_STATE).read_text()
                         )
-                        group.call("load", str(ckpt_root), 1)
+                        group.load(ckpt_root, 1)
                         loader.load_state_dict(state["loader"])
-                        check_resumed(saved, group.call("digest"))
+                        check_resumed(saved, group.digests())
                 say(f"  iteration {iteration}: "
                     + ", ".join(f"{k} {v:.1f} s" for k, v in t.seconds.items()))  # fmt: skip
         finally:

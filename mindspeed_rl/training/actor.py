@@ -1,6 +1,7 @@
 """The training side of the hybrid actor: log-probs and GRPO updates on this rank's chunks.
 
-Samples are (prompt, response) token lists. A call works on this rank's data-parallel share,
+A :class:`~mindspeed_rl.sample.Batch` of samples comes in (prompt, response, the columns
+later phases filled). A call works on this rank's data-parallel share,
 packs it into micro-batches and runs them through megatron-core's schedule
 (:mod:`mindspeed_rl.training.schedule`); gradients are reduced by megatron-core's DDP and
 applied by its optimizer. Logits at position t score token t+1, so response token j of a
@@ -10,7 +11,7 @@ sample with prompt length P is scored by position P + j - 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -21,25 +22,10 @@ from megatron.core.utils import get_model_config
 from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig, grpo_loss
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
 from mindspeed_rl.models.attention import packed_params
+from mindspeed_rl.sample import Batch
 from mindspeed_rl.training import optimizer as opt
 from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
 from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
-
-
-@dataclass
-class Samples:
-    """A batch of sequences as the trainer ships it to the workers (plain lists)."""
-
-    prompt_ids: list[list[int]]
-    response_ids: list[list[int]]
-    advantages: list[float] | None = None
-    old_logprobs: list[list[float]] | None = None
-    ref_logprobs: list[list[float]] | None = None
-    rollout_logprobs: list[list[float]] | None = None
-    """The inference engine's log-probs of the sampled tokens (for the mismatch metric)."""
-
-    def __len__(self) -> int:
-        return len(self.prompt_ids)
 
 
 def dp_shard(n: int) -> range:
@@ -54,19 +40,19 @@ def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
     return [items[k : k + size] for k in range(0, len(items), size)]
 
 
-def _prompt_packs(samples: Samples, indices: Sequence[int], size: int) -> list[list[int]]:
+def _prompt_packs(samples: Batch, indices: Sequence[int], size: int) -> list[list[int]]:
     """``indices`` grouped by identical prompt (first-seen order), at most ``size`` a pack."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i in indices:
-        groups.setdefault(tuple(samples.prompt_ids[i]), []).append(i)
+        groups.setdefault(tuple(samples[i].prompt_ids), []).append(i)
     return [g[k : k + size] for g in groups.values() for k in range(0, len(g), size)]
 
 
-def sample_tokens(samples: Samples, i: int) -> int:
-    return len(samples.prompt_ids[i]) + len(samples.response_ids[i])
+def sample_tokens(samples: Batch, i: int) -> int:
+    return len(samples[i].prompt_ids) + len(samples[i].response_ids)
 
 
-def balanced_shards(samples: Samples, indices: Sequence[int], dp: int) -> list[list[int]]:
+def balanced_shards(samples: Batch, indices: Sequence[int], dp: int) -> list[list[int]]:
     """``indices`` split over ``dp`` ranks with about equal tokens each: longest first, each
     to the rank with the fewest tokens so far (ties: fewer samples, then the lower rank).
     Deterministic, so every rank computes every rank's share."""
@@ -79,7 +65,7 @@ def balanced_shards(samples: Samples, indices: Sequence[int], dp: int) -> list[l
     return shards
 
 
-def token_bins(samples: Samples, indices: Sequence[int], budget: int) -> list[list[int]]:
+def token_bins(samples: Batch, indices: Sequence[int], budget: int) -> list[list[int]]:
     """``indices`` packed into micro-batches of at most ``budget`` tokens (prompt + response),
     first-fit decreasing; a sample longer than the budget gets a micro-batch of its own."""
     bins: list[list[int]] = []
@@ -139,7 +125,7 @@ class MegatronActor:
 
     # -- packing ---------------------------------------------------------------------------
 
-    def _pack(self, samples: Samples, rows: Sequence[int | None], seq_len: int) -> MicroBatch:
+    def _pack(self, samples: Batch, rows: Sequence[int | None], seq_len: int) -> MicroBatch:
         """Right-padded micro-batch; ``None`` rows are all-padding fillers (mask 0).
 
         Per-token tensors (mask, old / ref log-probs) cover the predicted positions from
@@ -148,7 +134,7 @@ class MegatronActor:
         b = len(rows)
         seq_len = self._sp_length(seq_len)
         real = [i for i in rows if i is not None]
-        start = min((len(samples.prompt_ids[i]) - 1 for i in real), default=0)
+        start = min((len(samples[i].prompt_ids) - 1 for i in real), default=0)
         width = seq_len - 1 - start
         tokens = torch.full((b, seq_len), self.pad_id, dtype=torch.long)
         mask = torch.zeros(b, width)
@@ -159,19 +145,19 @@ class MegatronActor:
         for r, i in enumerate(rows):
             if i is None:
                 continue
-            p, resp = samples.prompt_ids[i], samples.response_ids[i]
+            p, resp = samples[i].prompt_ids, samples[i].response_ids
             seq = p + resp
             tokens[r, : len(seq)] = torch.tensor(seq)
             span = slice(len(p) - 1 - start, len(seq) - 1 - start)
             mask[r, span] = 1.0
-            if samples.advantages is not None:
-                adv[r, span] = samples.advantages[i]
-            if samples.old_logprobs is not None:
-                old[r, span] = torch.tensor(samples.old_logprobs[i])
-            if samples.ref_logprobs is not None:
-                ref[r, span] = torch.tensor(samples.ref_logprobs[i])
-            if samples.rollout_logprobs is not None:
-                rollout[r, span] = torch.tensor(samples.rollout_logprobs[i])
+            if samples[i].advantage is not None:
+                adv[r, span] = samples[i].advantage
+            if samples[i].old_logprobs is not None:
+                old[r, span] = torch.tensor(samples[i].old_logprobs)
+            if samples[i].ref_logprobs is not None:
+                ref[r, span] = torch.tensor(samples[i].ref_logprobs)
+            if samples[i].rollout_logprobs is not None:
+                rollout[r, span] = torch.tensor(samples[i].rollout_logprobs)
         positions = torch.arange(seq_len).expand(b, seq_len)
         extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout}
         return MicroBatch(
@@ -187,12 +173,12 @@ class MegatronActor:
         return -(-n // self.seq_multiple) * self.seq_multiple
 
     def _response_extras(
-        self, samples: Samples, rows: Sequence[int], predictors: list[int]
+        self, samples: Batch, rows: Sequence[int], predictors: list[int]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Per-token tensors of a micro-batch whose logits are read at ``predictors`` (every
         row's response tokens in turn): the padded ``[rows, longest]`` layout the loss
         expects, its ``unpack`` index into the predictors and the ``targets`` they score."""
-        responses = [samples.response_ids[i] for i in rows]
+        responses = [samples[i].response_ids for i in rows]
         longest = max((len(r) for r in responses), default=0)
         unpack = torch.zeros(len(rows), longest, dtype=torch.long)
         mask, adv, old, ref, rollout = (torch.zeros(len(rows), longest) for _ in range(5))
@@ -202,14 +188,14 @@ class MegatronActor:
             unpack[r, :n] = torch.arange(at, at + n)
             at += n
             mask[r, :n] = 1.0
-            if samples.advantages is not None:
-                adv[r, :n] = samples.advantages[i]
-            if samples.old_logprobs is not None:
-                old[r, :n] = torch.tensor(samples.old_logprobs[i])
-            if samples.ref_logprobs is not None:
-                ref[r, :n] = torch.tensor(samples.ref_logprobs[i])
-            if samples.rollout_logprobs is not None:
-                rollout[r, :n] = torch.tensor(samples.rollout_logprobs[i])
+            if samples[i].advantage is not None:
+                adv[r, :n] = samples[i].advantage
+            if samples[i].old_logprobs is not None:
+                old[r, :n] = torch.tensor(samples[i].old_logprobs)
+            if samples[i].ref_logprobs is not None:
+                ref[r, :n] = torch.tensor(samples[i].ref_logprobs)
+            if samples[i].rollout_logprobs is not None:
+                rollout[r, :n] = torch.tensor(samples[i].rollout_logprobs)
         assert at == len(predictors)
         targets = [t for resp in responses for t in resp]
         extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout,
@@ -218,7 +204,7 @@ class MegatronActor:
             predictors, dtype=torch.long, device=self.device
         )
 
-    def _pack_shared_prompt(self, samples: Samples, rows: Sequence[int]) -> MicroBatch:
+    def _pack_shared_prompt(self, samples: Batch, rows: Sequence[int]) -> MicroBatch:
         """One row: the prompt once, then each response of ``rows`` (which share that prompt).
 
         Each response attends to the prompt and to its own earlier tokens only, and its RoPE
@@ -227,9 +213,9 @@ class MegatronActor:
         The last prompt position predicts every response's first token. Per-token tensors come
         back in the padded ``[responses, longest]`` layout the loss expects.
         """
-        prompt = samples.prompt_ids[rows[0]]
+        prompt = samples[rows[0]].prompt_ids
         n_prompt = len(prompt)
-        responses = [samples.response_ids[i] for i in rows]
+        responses = [samples[i].response_ids for i in rows]
         used = n_prompt + sum(len(r) for r in responses)
         seq_len = self._sp_length(used)
         allowed = torch.zeros(seq_len, seq_len, dtype=torch.bool)
@@ -257,7 +243,7 @@ class MegatronActor:
             rope_positions=position_ids.to(self.device),
         )
 
-    def _pack_thd(self, samples: Samples, rows: Sequence[int]) -> MicroBatch:
+    def _pack_thd(self, samples: Batch, rows: Sequence[int]) -> MicroBatch:
         """``rows``' sequences (prompt + response) back to back in one row, THD: each attends
         to itself only and its positions restart at 0 (megatron-core applies RoPE per
         sequence from ``cu_seqlens``); no padding, no mask. Per-token tensors come back in the
@@ -267,7 +253,7 @@ class MegatronActor:
         predict_from: list[int] = []
         bounds = [0]
         for i in rows:
-            prompt, resp = samples.prompt_ids[i], samples.response_ids[i]
+            prompt, resp = samples[i].prompt_ids, samples[i].response_ids
             start = len(tokens)
             tokens += prompt + resp
             positions += range(len(prompt) + len(resp))
@@ -292,7 +278,7 @@ class MegatronActor:
         )
 
     def _token_budget_micro_batches(
-        self, samples: Samples, indices: Sequence[int]
+        self, samples: Batch, indices: Sequence[int]
     ) -> tuple[list[MicroBatch], list[Sequence[int]]]:
         """This rank's micro-batches of at most ``max_tokens`` tokens each (THD), from a share
         of ``indices`` balanced in tokens over the data-parallel ranks. Every rank runs as
@@ -311,7 +297,7 @@ class MegatronActor:
         return mbs, [*mine, *([[]] * missing)]
 
     def _micro_batches(
-        self, samples: Samples, indices: Sequence[int]
+        self, samples: Batch, indices: Sequence[int]
     ) -> tuple[list[MicroBatch], list[Sequence[int]]]:
         """This data-parallel rank's micro-batches over its share of ``indices`` (the same
         list on every rank) and the sample index of each of their rows."""
@@ -323,13 +309,13 @@ class MegatronActor:
             packs = [
                 pack
                 for pack in _prompt_packs(samples, indices, mbs)
-                if any(samples.response_ids[i] for i in pack)
+                if any(samples[i].response_ids for i in pack)
             ]
             if sum(len(p) for p in packs) == len(indices):
                 return [self._pack_shared_prompt(samples, p) for p in packs], packs
             # Some prompt got only empty responses: the padded layout handles those rows.
         seq_len = max(
-            (len(samples.prompt_ids[i]) + len(samples.response_ids[i]) for i in indices),
+            (len(samples[i].prompt_ids) + len(samples[i].response_ids) for i in indices),
             default=2,
         )
         rows: list[int | None] = list(indices)
@@ -359,7 +345,7 @@ class MegatronActor:
     # -- log-probs -------------------------------------------------------------------------
 
     @torch.no_grad()
-    def logprobs(self, samples: Samples) -> dict[int, list[float]]:
+    def logprobs(self, samples: Batch) -> dict[int, list[float]]:
         """Response log-probs of this DP rank's share, keyed by sample index (output ranks;
         others return an empty dict)."""
         mbs, row_lists = self._micro_batches(samples, range(len(samples)))
@@ -376,15 +362,13 @@ class MegatronActor:
             for i, row in zip(rows, lp_BS.float().cpu()):
                 # Packed rows hold the response from 0; padded rows from the prompt's end.
                 packed = mb.logits_index is not None
-                first = 0 if packed else len(samples.prompt_ids[i]) - 1 - mb.logits_from
-                out[i] = row[first : first + len(samples.response_ids[i])].tolist()
+                first = 0 if packed else len(samples[i].prompt_ids) - 1 - mb.logits_from
+                out[i] = row[first : first + len(samples[i].response_ids)].tolist()
         return out
 
     # -- update ----------------------------------------------------------------------------
 
-    def update(
-        self, samples: Samples, mini_batches: list[list[int]], lr: float
-    ) -> dict[str, float]:
+    def update(self, samples: Batch, mini_batches: list[list[int]], lr: float) -> dict[str, float]:
         """One optimizer step per mini-batch (lists of sample indices, the same on all ranks).
 
         Each micro-batch's loss is its sum over the aggregation unit (tokens for token-mean,
@@ -404,18 +388,20 @@ class MegatronActor:
         # |training - rollout log-prob| of the sampled tokens: sum, count, max. Measured on the
         # first mini-batch, whose forward runs on exactly the weights the engine sampled with.
         mismatch = torch.zeros(3, dtype=torch.float32, device=self.device)
+        has_old, has_ref = samples.old_logprobs is not None, samples.ref_logprobs is not None
+        has_rollout = samples.rollout_logprobs is not None
         for step, mini in enumerate(mini_batches):
             mbs, _ = self._micro_batches(samples, mini)
             # The mini-batch's loss as the update sees it: sum and count over all ranks.
             totals = torch.zeros(2, dtype=torch.float32, device=self.device)
-            compare = step == 0 and samples.rollout_logprobs is not None
+            compare = step == 0 and has_rollout
 
             def loss_fn(logits_BSV, mb, totals=totals, compare=compare):
                 lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
                 mask = mb.extra["mask"]
                 adv_BS = mb.extra["adv"] * mask
-                old = mb.extra["old"] if samples.old_logprobs is not None else lp_BS.detach()
-                ref = mb.extra["ref"] if samples.ref_logprobs is not None else None
+                old = mb.extra["old"] if has_old else lp_BS.detach()
+                ref = mb.extra["ref"] if has_ref else None
                 loss, metrics = grpo_loss(lp_BS, old, ref, adv_BS, mask, ent_BS, cfg)
                 local = (
                     mask.sum() if cfg.loss_agg_mode == "token-mean" else (mask.sum(-1) > 0).sum()
@@ -443,7 +429,7 @@ class MegatronActor:
         out = {k: sum(f[k] for f in per_mini) / len(per_mini) for k in per_mini[0]}
         if "actor/ratio_max" in out:
             out["actor/ratio_max"] = max(f["actor/ratio_max"] for f in per_mini)
-        if samples.rollout_logprobs is not None:
+        if has_rollout:
             dist.all_reduce(mismatch[:2], group=dp_group)
             dist.all_reduce(mismatch[2:], op=dist.ReduceOp.MAX, group=dp_group)
             out["rollout/logprob_diff_mean"] = (mismatch[0] / mismatch[1].clamp(min=1)).item()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import torch
 from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig
 from mindspeed_rl.config.structured import build
-from mindspeed_rl.rollout.base import SamplingConfig
+from mindspeed_rl.rollout.base import Completion, SamplingConfig
+from mindspeed_rl.sample import Batch, Sample
 
 
 def _send_output_to(log_file: str | None) -> None:
@@ -144,23 +146,32 @@ class HybridActorWorker:
     # -- phases ----------------------------------------------------------------------------
 
     def to_rollout(self) -> None:
-        self.memory.to_rollout(lambda: self.engine.load_weights(self.resharder.iter_weights()))
+        """Engine awake with the current weights; a no-op when it already is (the weights only
+        change in the train phase)."""
+        from mindspeed_rl.workers.hybrid_memory import Phase
+
+        if self.memory.phase is not Phase.ROLLOUT:
+            self.memory.to_rollout(lambda: self.engine.load_weights(self.resharder.iter_weights()))
 
     def to_train(self) -> None:
-        self.memory.to_train()
+        """Training state on the device, engine asleep; a no-op when it already is."""
+        from mindspeed_rl.workers.hybrid_memory import Phase
 
-    def generate(self, prompts: list[list[int]], sampling: dict) -> list[list[tuple]]:
-        """Completions for ``prompts`` as (token_ids, logprobs, finish_reason) tuples."""
-        groups = self.engine.generate(prompts, SamplingConfig(**sampling))
-        return [[(c.token_ids, c.logprobs, c.finish_reason) for c in g] for g in groups]
+        if self.memory.phase is not Phase.TRAIN:
+            self.memory.to_train()
 
-    def logprobs(self, samples, reference: bool = False) -> dict[int, list[float]]:
+    def generate(
+        self, prompts: list[list[int]], sampling: SamplingConfig
+    ) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling)
+
+    def logprobs(self, batch: Batch, reference: bool = False) -> dict[int, list[float]]:
         actor = self.ref if reference else self.actor
         assert actor is not None, "reference log-probs asked for but loss.kl_coef is 0"
-        return actor.logprobs(samples)
+        return actor.logprobs(batch)
 
-    def update(self, samples, mini_batches, lr: float) -> dict[str, float]:
-        return self.actor.update(samples, mini_batches, lr)
+    def update(self, batch: Batch, mini_batches: list[list[int]], lr: float) -> dict[str, float]:
+        return self.actor.update(batch, mini_batches, lr)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -294,14 +305,14 @@ class RewardWorker:
         self.prefix = assistant_prefix
         self.scorer = RewardScorer(build(RewardConfig, reward_config, "reward"))
 
-    def score(self, response_ids: list[list[int]], labels: list[str]) -> list[tuple]:
-        """(total, parts, text) per response."""
-        texts = [
-            self.prefix + t
-            for t in self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-        ]
-        results = self.scorer.score_batch(texts, labels)
-        return [(r.total, r.parts, t) for r, t in zip(results, texts)]
+    def score(self, samples: list[Sample]) -> list[Sample]:
+        """The samples with their reward (total, parts, reasons) and the text scored."""
+        decoded = self.tokenizer.batch_decode(
+            [s.response_ids for s in samples], skip_special_tokens=True
+        )
+        texts = [self.prefix + t for t in decoded]
+        results = self.scorer.score_batch(texts, [s.label for s in samples])
+        return [replace(s, reward=r, text=t) for s, r, t in zip(samples, results, texts)]
 
     def close(self) -> None:
         self.scorer.close()

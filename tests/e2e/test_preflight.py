@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import failure_report, run_env, train_command
 
 pytestmark = pytest.mark.slow
-PHASES = {"build", "sync", "rollout", "to_train", "logprobs", "update", "save", "resume"}
+PHASES = {"build", "sync", "rollout", "reward", "to_train", "logprobs", "update", "save", "resume"}
 ROW = re.compile(r"^\s+(\w+)\s+([\d.]+(?: / [\d.]+)?)\s+([\d.]+) GB")
 
 

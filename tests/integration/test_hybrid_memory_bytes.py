@@ -21,8 +21,9 @@ class _Asleep:
 def _worker(rank: int, world: int, ckpt: str, out: str) -> None:
     from mindspeed_rl.accelerator import get_accelerator
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -36,7 +37,7 @@ def _worker(rank: int, world: int, ckpt: str, out: str) -> None:
     adam = opt.AdamSettings(1e-3, 0.0, (0.9, 0.999), 1e-8, 1.0, use_distributed_optimizer=True)
     optimizer = opt.build_optimizer(chunks, adam, torch.bfloat16)
     actor = MegatronActor(chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, 2)
-    samples = Samples([[5, 6, 7]] * 4, [[8, 9], [10, 11, 12], [13], [14, 15]],
+    samples = Batch.from_columns([[5, 6, 7]] * 4, [[8, 9], [10, 11, 12], [13], [14, 15]],
                       advantages=[1.0, -1.0, 0.5, -0.5])  # fmt: skip
     actor.update(samples, [[0, 1, 2, 3]], lr=1e-3)
     memory = HybridMemory(get_accelerator(), None, chunks, optimizer)

@@ -28,8 +28,9 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
     from mindspeed_rl.checkpoint import megatron_format as mf
     from mindspeed_rl.resharding import MegatronToHF
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks, stage_state_dict, unwrap
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -82,7 +83,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     # Fixed old log-probs near the random model's (-log 250 = -5.5): the ratio, the clipping
     # and so the loss move with the weights from step to step.
     old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
-    samples = Samples(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
+    samples = Batch.from_columns(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
     steps = []
     for _ in range(layout.get("steps", STEPS)):
         steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=lr))
@@ -289,8 +290,9 @@ def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: 
 
     from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
     from mindspeed_rl.models.builder import load_model_state
+    from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor, Samples
+    from mindspeed_rl.training.actor import MegatronActor
     from mindspeed_rl.training.model import DDPSettings, build_chunks, stage_state_dict, unwrap
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
@@ -303,7 +305,7 @@ def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: 
     optimizer = opt.build_optimizer(chunks, adam, torch.bfloat16)
     actor = MegatronActor(chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, 2)
     old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
-    samples = Samples(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
+    samples = Batch.from_columns(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
     everything = [list(range(len(PROMPTS)))]
     actor.update(samples, everything, lr=1e-3)
     saved = io.BytesIO()

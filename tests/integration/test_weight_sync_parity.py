@@ -46,9 +46,9 @@ def _megatron_logprobs(chunks, meta, sequences):
 
 
 def _samples(advantages=None):
-    from mindspeed_rl.training.actor import Samples
+    from mindspeed_rl.sample import Batch
 
-    return Samples(
+    return Batch.from_columns(
         prompt_ids=[SEQUENCES[i][:cut] for i, cut in SPLITS],
         response_ids=[SEQUENCES[i][cut:] for i, cut in SPLITS],
         advantages=advantages,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.cluster import rank_placement
+from mindspeed_rl.workers.group import rank_placement
 
 ADDRESSES = {"nodeB": "10.0.0.2", "nodeA": "10.0.0.1"}
 

@@ -30,3 +30,30 @@ def test_bad_values_name_the_key(kwargs, message):
 
 def test_module_function_scorers():
     assert resolve_scorer("mindspeed_rl.rewards.math:math_accuracy") is SCORERS["math"]
+
+
+def test_scorer_roles_default_from_the_builtins_and_can_be_named():
+    from mindspeed_rl.rewards.registry import RewardConfig
+
+    config = RewardConfig(scorers={"format_lenient": 0.1, "gsm8k": 1.0})
+    assert config.accuracy_scorer == "gsm8k" and config.format_scorer == "format_lenient"
+    assert RewardConfig(scorers={"math": 1.0}).format_scorer is None
+    named = RewardConfig(scorers={"math": 1.0, "countdown": 1.0}, accuracy="countdown")
+    assert named.accuracy_scorer == "countdown"
+    with pytest.raises(ValueError, match=r"reward.format='format' is not one of reward.scorers"):
+        RewardConfig(scorers={"math": 1.0}, format="format")
+
+
+def test_advantage_estimators_by_name_and_their_group_size():
+    from mindspeed_rl.config.grpo import AlgorithmConfig, GRPOConfig
+    from mindspeed_rl.errors import UserError
+
+    with pytest.raises(ValueError, match="algorithm.advantage must be one of grpo, drgrpo"):
+        AlgorithmConfig(advantage="ppo")
+    cfg = GRPOConfig()
+    cfg.sampling.n = 1
+    cfg.algorithm.advantage = "drgrpo"
+    cfg.validate(check_files=False)  # r - mean is defined for one sample
+    cfg.algorithm.advantage = "grpo"
+    with pytest.raises(UserError, match="algorithm.advantage=grpo needs sampling.n >= 2"):
+        cfg.validate(check_files=False)

@@ -8,11 +8,14 @@ import random
 import pytest
 
 from mindspeed_rl.config.grpo import load_config
-from mindspeed_rl.training.actor import Samples, balanced_shards, sample_tokens, token_bins
+from mindspeed_rl.sample import Batch
+from mindspeed_rl.training.actor import balanced_shards, sample_tokens, token_bins
 
 
-def _samples(lengths: list[int], prompt: int = 4) -> Samples:
-    return Samples([[1] * prompt for _ in lengths], [[2] * (n - prompt) for n in lengths])
+def _samples(lengths: list[int], prompt: int = 4) -> Batch:
+    return Batch.from_columns(
+        [[1] * prompt for _ in lengths], [[2] * (n - prompt) for n in lengths]
+    )
 
 
 def test_bins_respect_the_budget_and_cover_every_sample_once():

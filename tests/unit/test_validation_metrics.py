@@ -1,13 +1,18 @@
-"""The trainer's periodic validation: the same metric code as cli/eval.py, format of the
-greedy responses."""
+"""The trainer's periodic validation and rollout metrics: the same metric code as
+cli/eval.py, format of the greedy responses, token-mean engine NLL."""
 
 from __future__ import annotations
 
-from mindspeed_rl.trainer.grpo import validation_metrics
+from mindspeed_rl.rewards.base import RewardResult
+from mindspeed_rl.sample import Batch, Finish, Sample
+from mindspeed_rl.trainer.grpo import rollout_metrics, validation_metrics
 
 
-def _sample(accuracy: float, fmt: float) -> dict:
-    return {"parts": {"gsm8k": accuracy, "format": fmt}}
+def _sample(accuracy: float, fmt: float, response=(5,), logprobs=None, finish=Finish.STOP):
+    parts = {"gsm8k": accuracy, "format": fmt}
+    return Sample(prompt_ids=[1], label="", group=0, version=0, response_ids=list(response),
+                  rollout_logprobs=logprobs, finish=finish,
+                  reward=RewardResult(accuracy + 0.1 * fmt, parts, {}))  # fmt: skip
 
 
 def test_validation_format_is_of_the_greedy_responses():
@@ -23,16 +28,14 @@ def test_validation_format_is_of_the_greedy_responses():
 
 
 def test_rollout_nll_is_the_token_mean_of_the_engine_logprobs():
-    from mindspeed_rl.trainer.grpo import COLUMNS, rollout_metrics
-    from mindspeed_rl.trainer.transfer_dock import TransferDock
-
-    dock = TransferDock(2, COLUMNS)
-    dock.put("response", [0, 1], [[5, 6, 7], [8]])
-    dock.put("rollout_logprobs", [0, 1], [[-0.5, -1.0, -1.5], [-3.0]])
-    dock.put("finish", [0, 1], ["stop", "length"])
-    dock.put("reward", [0, 1], [1.0, 0.0])
-    dock.put("parts", [0, 1], [{"gsm8k": 1.0, "format": 1.0}, {"gsm8k": 0.0, "format": 0.0}])
-    m = rollout_metrics(dock, "gsm8k")
+    batch = Batch((
+        _sample(1.0, 1.0, [5, 6, 7], [-0.5, -1.0, -1.5]),
+        _sample(0.0, 1.0, [8], [-3.0], Finish.LENGTH),
+    ))  # fmt: skip
+    m = rollout_metrics(batch, "gsm8k", "format")
     # Per token (6 / 4 tokens), not per response (mean of 1.0 and 3.0 would be 2.0).
     assert m["rollout/nll"] == 1.5
     assert m["reward/accuracy"] == 0.5 and m["response_length/clip_ratio"] == 0.5
+    assert m["reward/format"] == 1.0 and abs(m["reward/mean"] - 0.6) < 1e-12
+    # reward/accuracy is whichever scorer has the accuracy role.
+    assert rollout_metrics(batch, "format", None)["reward/accuracy"] == 1.0

@@ -1,8 +1,16 @@
-"""Ray placement of the workers: one hybrid actor per rank, one reward worker."""
+"""The worker group: the driver's typed handle on the roles (one hybrid actor per rank, one
+reward worker), and the only place the driver's side talks to Ray.
+
+    group = WorkerGroup(cfg, load_dir, hf_meta_dir)
+    group.to_rollout()
+    groups = group.generate(prompts, labels, sampling, version=iteration - 1)
+    scored = group.score([s for g in groups for s in g])
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +18,8 @@ from mindspeed_rl.accelerator import get_accelerator
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.errors import UserError
+from mindspeed_rl.rollout.base import SamplingConfig
+from mindspeed_rl.sample import Batch, Finish, Sample
 from mindspeed_rl.utils.console import logs_dir
 
 
@@ -64,7 +74,8 @@ def rank_placement(
 
 
 class WorkerGroup:
-    """The hybrid actor workers (one per rank) and the reward worker, on Ray."""
+    """The hybrid actor workers (one per rank) and the reward worker, on Ray, behind one
+    method per phase."""
 
     def __init__(self, cfg: GRPOConfig, load_dir: Path, hf_meta_dir: Path):
         import ray
@@ -147,13 +158,94 @@ class WorkerGroup:
             )  # fmt: skip
         )
 
+    # -- the roles' phases, one method each ----------------------------------------------
+
+    def to_rollout(self) -> None:
+        """Engines awake and holding the current training weights (a weight sync)."""
+        self._all("to_rollout")
+
+    def to_train(self) -> None:
+        """Engines asleep, the training state back on the devices."""
+        self._all("to_train")
+
+    def generate(
+        self, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int
+    ) -> list[list[Sample]]:
+        """``sampling.n`` samples per prompt (unscored), grouped per prompt, in prompt order.
+
+        The prompts are split in contiguous shards over the inference engines; an engine is a
+        group of ``rollout.infer_tp`` consecutive ranks, all of which get the same prompts and
+        seed (vLLM's external launcher needs identical calls on every rank of an engine); the
+        engine's first rank's completions are used. Prompt i samples with ``sampling.seed + i``
+        whatever the number of engines.
+        """
+        import ray
+
+        engines = self.engines()
+        shards = [s for s in _shards(len(prompts), len(engines)) if len(s)]
+        firsts, followers = [], []
+        for ranks, shard in zip(engines, shards):
+            seeded = replace(sampling, seed=sampling.seed + shard.start)
+            refs = [w.generate.remote([prompts[i] for i in shard], seeded) for w in ranks]
+            firsts.append(refs[0])
+            followers += refs[1:]
+        completions = [g for shard in ray.get(firsts) for g in shard]
+        ray.get(followers)  # the other ranks of each engine: the same completions
+        return [
+            [Sample(prompt_ids=prompts[i], label=labels[i], group=i, version=version,
+                    response_ids=list(c.token_ids), rollout_logprobs=list(c.logprobs),
+                    finish=Finish(c.finish_reason)) for c in group]
+            for i, group in enumerate(completions)
+        ]  # fmt: skip
+
+    def score(self, samples: list[Sample]) -> list[Sample]:
+        """The samples with their reward and decoded text, from the reward role."""
+        import ray
+
+        return ray.get(self.reward.score.remote(samples))
+
+    def logprobs(self, batch: Batch, reference: bool = False) -> list[list[float]]:
+        """Each sample's response-token log-probs by the policy (or the frozen reference)."""
+        merged: dict[int, list[float]] = {}
+        for part in self._all("logprobs", batch.training_view(), reference):
+            merged.update(part)
+        return [merged[i] for i in range(len(batch))]
+
+    def update(self, batch: Batch, mini_batches: list[list[int]], lr: float) -> dict[str, float]:
+        """One optimizer step per mini-batch (indices into ``batch``); the metrics averaged
+        over the ranks that report them."""
+        reporting = [r for r in self._all("update", batch.training_view(), mini_batches, lr) if r]
+        return {k: sum(r[k] for r in reporting) / len(reporting) for k in reporting[0]}
+
+    def save(self, root: Path, iteration: int) -> None:
+        self._all("save", str(root), iteration)
+
+    def load(self, root: Path, iteration: int) -> None:
+        self._all("load", str(root), iteration)
+
+    # -- the preflight's probes ------------------------------------------------------------
+
+    def start_memory_probe(self) -> int:
+        """Start sampling memory on every rank; the most any rank uses now."""
+        return max(self._all("start_memory_probe"))
+
+    def memory_peak(self) -> int:
+        """The most memory any rank used since the previous call."""
+        return max(self._all("memory_peak"))
+
+    def digests(self) -> list[list[float]]:
+        """Each rank's training-state checksum (HybridActorWorker.digest)."""
+        return self._all("digest")
+
+    # -- Ray -------------------------------------------------------------------------------
+
     def engines(self) -> list[list[Any]]:
         """The workers of each inference engine: groups of rollout.infer_tp consecutive ranks
         (the tensor-parallel groups vLLM's external launcher forms)."""
         tp = self.infer_tp
         return [self.workers[k : k + tp] for k in range(0, len(self.workers), tp)]
 
-    def call(self, method: str, *args: Any) -> list[Any]:
+    def _all(self, method: str, *args: Any) -> list[Any]:
         """Run ``method`` on every rank (a collective step) and return each rank's result."""
         import ray
 
@@ -167,3 +259,8 @@ class WorkerGroup:
             ray.get(self.reward.close.remote(), timeout=30)
         finally:
             ray.shutdown()
+
+
+def _shards(n: int, parts: int) -> list[range]:
+    per = -(-n // parts)
+    return [range(min(n, k * per), min(n, (k + 1) * per)) for k in range(parts)]

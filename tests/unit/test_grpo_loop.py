@@ -1,0 +1,203 @@
+"""The GRPO loop (trainer/grpo.run_iterations) against an in-process worker group: no Ray, no
+vLLM, no megatron. The fake group answers the same typed API as workers/group.WorkerGroup and
+records every call, so the phase order, dynamic-sampling refill, mini-batching, validation
+and save intervals are checked in seconds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mindspeed_rl.checkpoint import megatron_format as mf
+from mindspeed_rl.config.grpo import GRPOConfig
+from mindspeed_rl.data.indexed import write_prompt_dataset
+from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
+from mindspeed_rl.rewards.base import RewardResult
+from mindspeed_rl.rewards.registry import RewardConfig
+from mindspeed_rl.sample import Batch, Finish, Sample
+from mindspeed_rl.trainer.grpo import TRAINER_STATE, latest_checkpoint, run_iterations
+from mindspeed_rl.trainer.metrics import LoggingConfig, MetricsLogger, load_metrics
+
+G = 4
+
+
+class FakeGroup:
+    """Responses ``[prompt[0], j]``; the reward depends on the label: ``all`` right, ``none``
+    right, ``half`` (even j) right. Phases are checked the way HybridMemory checks them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.phase = "train"
+        self.updates: list[tuple[Batch, list[list[int]], float]] = []
+
+    def _need(self, phase: str) -> None:
+        assert self.phase == phase, f"called in phase {self.phase}, needs {phase}"
+
+    def to_rollout(self) -> None:
+        if self.phase != "rollout":
+            self.calls.append(("sync",))
+            self.phase = "rollout"
+
+    def to_train(self) -> None:
+        if self.phase != "train":
+            self.calls.append(("sleep",))
+            self.phase = "train"
+
+    def generate(self, prompts, labels, sampling, version):
+        self._need("rollout")
+        self.calls.append(("generate", len(prompts), sampling.n, version))
+        return [
+            [Sample(prompt_ids=p, label=lab, group=i, version=version, response_ids=[p[0], j],
+                    rollout_logprobs=[-0.5, -0.25], finish=Finish.STOP) for j in range(sampling.n)]
+            for i, (p, lab) in enumerate(zip(prompts, labels))
+        ]  # fmt: skip
+
+    def score(self, samples):
+        self.calls.append(("score", len(samples)))
+        out = []
+        for s in samples:
+            j = s.response_ids[1]
+            right = {"all": 1.0, "none": 0.0, "half": float(j % 2 == 0)}[s.label]
+            reward = RewardResult(right, {"math": right, "format": 1.0}, {"math": "", "format": ""})
+            out.append(replace(s, reward=reward, text=f"answer {j}"))
+        return out
+
+    def logprobs(self, batch, reference=False):
+        self._need("train")
+        self.calls.append(("ref_logprobs" if reference else "old_logprobs", len(batch)))
+        return [[-0.5] * len(s.response_ids) for s in batch]
+
+    def update(self, batch, mini_batches, lr):
+        self._need("train")
+        self.calls.append(("update", len(batch)))
+        self.updates.append((batch, mini_batches, lr))
+        return {"actor/loss": 0.5, "actor/grad_norm": 1.0}
+
+    def save(self, root: Path, iteration: int) -> None:
+        self._need("train")
+        self.calls.append(("save", iteration))
+        (root / mf.iter_dir_name(iteration)).mkdir(parents=True)
+
+    def load(self, root: Path, iteration: int) -> None:
+        self.calls.append(("load", iteration))
+
+
+def _loader(tmp_path: Path, labels: list[str], batch: int) -> PromptLoader:
+    prefix = tmp_path / "data" / "train"
+    write_prompt_dataset(prefix, [([10 + i, 1, 2], lab) for i, lab in enumerate(labels)], {})
+    return PromptLoader(PromptLoaderConfig(data_prefix=str(prefix), batch_size=batch, seed=3))
+
+
+def _cfg(tmp_path: Path, **trainer) -> GRPOConfig:
+    cfg = GRPOConfig()
+    cfg.sampling.n = G
+    cfg.data.prompts_per_iteration = 2
+    cfg.loss.kl_coef = 0.0
+    cfg.reward = RewardConfig(scorers={"math": 1.0, "format": 0.0})
+    cfg.optim.lr = 1e-3
+    for key, value in trainer.items():
+        setattr(cfg.trainer, key, value)
+    cfg.logging = LoggingConfig(dir=str(tmp_path / "run"), tensorboard=False, console=False)
+    return cfg
+
+
+def _run(cfg: GRPOConfig, group: FakeGroup, loader: PromptLoader, tmp_path: Path, val=None):
+    out = tmp_path / "run"
+    with MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations) as logger:
+        last = run_iterations(group, loader, val, logger, cfg, 1, out)
+    return last, load_metrics(out / "metrics.jsonl")
+
+
+def test_phase_order_validation_and_save_intervals(tmp_path):
+    cfg = _cfg(tmp_path, iterations=3, val_interval=2, save_interval=2)
+    cfg.loss.kl_coef = 0.01
+    group = FakeGroup()
+    val = ([[1, 2], [3, 4], [5, 6]], ["all", "none", "half"])
+    last, rows = _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path, val)
+    val_calls = [("generate", 3, 1, 0), ("score", 3)]
+
+    def it(version):
+        return [("generate", 2, G, version), ("score", 2 * G), ("sleep",),
+                ("ref_logprobs", 2 * G), ("update", 2 * G)]  # fmt: skip
+
+    assert group.calls == [
+        ("sync",), *val_calls, *it(0),            # validation before training, then iteration 1
+        ("sync",), *it(1),                        # iteration 2
+        ("sync",), *val_calls, ("sleep",), ("save", 2),  # validation, checkpoint at 2
+        ("sync",), *it(2), ("save", 3),           # iteration 3, the last: checkpoint
+    ]  # fmt: skip
+    val_rows = [r for r in rows if "val/accuracy" in r]
+    assert [r["iteration"] for r in val_rows] == [0, 2]
+    # Greedy: "all" right, "none" wrong, "half" answers j=0, right.
+    assert val_rows[0]["val/accuracy"] == pytest.approx(2 / 3)
+    assert val_rows[0]["val/format"] == 1.0
+    assert last["reward/accuracy"] == 0.5 and last["reward/mean"] == 0.5
+    assert {"timing/rollout", "timing/reward", "timing/update"} <= set(last)
+    root = tmp_path / "run" / "checkpoints"
+    assert latest_checkpoint(root) == 3
+    state = json.loads((root / mf.iter_dir_name(2) / TRAINER_STATE).read_text())
+    assert state["iteration"] == 2 and "loader" in state
+
+
+def test_advantages_mini_batches_and_old_logprobs(tmp_path):
+    cfg = _cfg(tmp_path, iterations=1, mini_batch_size=G, ppo_epochs=2)
+    group = FakeGroup()
+    _run(cfg, group, _loader(tmp_path, ["half"] * 4, 2), tmp_path)
+    assert ("old_logprobs", 2 * G) in group.calls  # 4 updates from one batch: old log-probs
+    batch, mini_batches, lr = group.updates[0]
+    assert mini_batches == [[0, 1, 2, 3], [4, 5, 6, 7]] * 2
+    assert lr == cfg.optim.lr
+    assert [s.group for s in batch] == [0] * G + [1] * G
+    assert all(s.old_logprobs == [-0.5, -0.5] and s.ref_logprobs is None for s in batch)
+    # GRPO: (r - mean) / (unbiased std + eps); half right in each group -> +-0.866.
+    advantages = [s.advantage for s in batch]
+    assert advantages[:G] == pytest.approx([0.8660, -0.8660] * 2, abs=1e-3)
+    assert sum(advantages) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_dynamic_sampling_keeps_informative_groups_and_refills(tmp_path):
+    cfg = _cfg(tmp_path, iterations=1)
+    cfg.algorithm.dynamic_sampling = True
+    cfg.algorithm.max_extra_rollouts = 5
+    group = FakeGroup()
+    # Half the prompts are informative; within 6 rounds of 2 (12 of 16 prompts) at least 4 are.
+    labels = ["half", "all", "none", "all"] * 2 + ["half"] * 8
+    last, _ = _run(cfg, group, _loader(tmp_path, labels, 2), tmp_path)
+    batch, _, _ = group.updates[0]
+    assert len(batch) == 2 * G
+    assert all(s.label == "half" for s in batch)
+    assert [s.group for s in batch] == [0] * G + [1] * G
+    # Rounds stop as soon as two informative groups are kept: replay the loader's order.
+    replay, kept, expected = _loader(tmp_path / "replay", labels, 2), 0, 0
+    while kept < 2:
+        kept += sum(lab == "half" for lab in replay.next_batch().labels)
+        expected += 1
+    assert sum(c[0] == "generate" for c in group.calls) == expected == last["dapo/rounds"]
+    assert last["dapo/informative_groups"] == 2.0
+
+
+def test_dynamic_sampling_fills_with_uninformative_groups_when_rounds_run_out(tmp_path):
+    cfg = _cfg(tmp_path, iterations=1)
+    cfg.algorithm.dynamic_sampling = True
+    cfg.algorithm.max_extra_rollouts = 1
+    group = FakeGroup()
+    last, _ = _run(cfg, group, _loader(tmp_path, ["all"] * 6, 2), tmp_path)
+    batch, _, _ = group.updates[0]
+    assert len(batch) == 2 * G and all(s.advantage == 0.0 for s in batch)
+    assert last["dapo/rounds"] == 2 and last["dapo/informative_groups"] == 0.0
+
+
+def test_overlong_penalty_is_added_to_the_rule_reward(tmp_path):
+    cfg = _cfg(tmp_path, iterations=1)
+    cfg.sampling.max_tokens = 2
+    cfg.algorithm.overlong_buffer = 1
+    cfg.algorithm.overlong_penalty = 0.5
+    group = FakeGroup()
+    last, _ = _run(cfg, group, _loader(tmp_path, ["all"] * 4, 2), tmp_path)
+    batch, _, _ = group.updates[0]
+    # Every response has 2 tokens = max_tokens: the full penalty, on top of reward 1.
+    assert all(s.penalty == -0.5 and s.total_reward == 0.5 for s in batch)
+    assert last["reward/mean"] == 0.5 and last["reward/math"] == 1.0
