@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -125,7 +126,8 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
     from mindspeed_rl.accelerator import get_accelerator
     from mindspeed_rl.data.tokenization import load_hf_tokenizer
     from mindspeed_rl.eval import run
-    from mindspeed_rl.rewards import RewardConfig, RewardScorer
+    from mindspeed_rl.rewards import RewardConfig
+    from mindspeed_rl.rewards.samples import SampleScorer
     from mindspeed_rl.rollout import RolloutConfig, SamplingConfig
     from mindspeed_rl.utils.fs import atomic_write_text
 
@@ -164,21 +166,23 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
             acc = run.scorer_for(data, settings.scorer)
             scorers = {acc: 1.0, run.FORMAT_SCORER: 0.0} if acc != run.FORMAT_SCORER else {acc: 1.0}
             began = time.time()
-            roles = {"accuracy": acc, "format": run.FORMAT_SCORER if run.FORMAT_SCORER in scorers
-                     else None}  # fmt: skip
-            with RewardScorer(RewardConfig(scorers=scorers, timeout_s=5.0, **roles)) as scorer:
+            reward = RewardConfig(scorers=scorers, timeout_s=5.0, accuracy=acc,
+                                  format=run.FORMAT_SCORER)  # fmt: skip
+            fmt = reward.format_scorer
+            with SampleScorer(reward, tokenizer, data.assistant_prefix) as scorer:
+                rollout = run.LocalRollout(engine, scorer)
                 greedy_sampling = SamplingConfig(n=1, top_k=1, max_tokens=settings.max_tokens,
                                                  seed=settings.seed)  # fmt: skip
-                greedy = run.generate_scored(engine, tokenizer, scorer, data, greedy_sampling,
-                                             f"{data.name} greedy", settings.batch, greedy=True)  # fmt: skip
+                greedy = run.generate_scored(rollout, data, greedy_sampling,
+                                             f"{data.name} greedy", settings.batch)  # fmt: skip
                 sampled = None
                 if settings.n > 1:
                     sampling = SamplingConfig(n=settings.n, temperature=settings.temperature,
                                               top_p=settings.top_p, max_tokens=settings.max_tokens,
                                               seed=settings.seed + 1)  # fmt: skip
-                    sampled = run.generate_scored(engine, tokenizer, scorer, data, sampling,
+                    sampled = run.generate_scored(rollout, data, sampling,
                                                   f"{data.name} n={settings.n}", settings.batch)  # fmt: skip
-            metrics = run.metrics_of(greedy, sampled, settings.ks, acc)
+            metrics = run.metrics_of(greedy, sampled, settings.ks, acc, fmt)
             seconds = time.time() - began
             results[data.name] = {
                 "prompts": len(data.prompts), "metrics": metrics, "seconds": round(seconds, 1),
@@ -187,7 +191,8 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
             if rank == 0:
                 out.mkdir(parents=True, exist_ok=True)
                 prompts = tokenizer.batch_decode(data.prompts, skip_special_tokens=False)
-                rows = run.sample_rows(data, greedy + (sampled or []), prompts)
+                rows = chain(run.sample_rows(data, greedy, prompts, acc, fmt, greedy=True),
+                             run.sample_rows(data, sampled or [], prompts, acc, fmt))  # fmt: skip
                 run.write_jsonl(out / f"samples_{data.name}.jsonl", rows)
     finally:
         engine.shutdown()

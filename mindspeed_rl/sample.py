@@ -18,8 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from mindspeed_rl.rewards.base import RewardResult
+
+if TYPE_CHECKING:
+    from mindspeed_rl.rollout.base import Completion
 
 
 class Finish(str, Enum):
@@ -71,6 +75,19 @@ class Sample:
     @property
     def tokens(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
+
+
+def sample_groups(
+    prompts: Sequence[list[int]], labels: Sequence[str], completions: Sequence[Sequence[Completion]],
+    version: int,
+) -> list[list[Sample]]:  # fmt: skip
+    """An engine's completions (grouped per prompt, in prompt order) as unscored samples."""
+    return [
+        [Sample(prompt_ids=list(prompt), label=label, group=i, version=version,
+                response_ids=list(c.token_ids), rollout_logprobs=list(c.logprobs),
+                finish=Finish(c.finish_reason)) for c in group]
+        for i, (prompt, label, group) in enumerate(zip(prompts, labels, completions))
+    ]  # fmt: skip
 
 
 _FIELDS = frozenset(f.name for f in fields(Sample))

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.eval.metrics import greedy_metrics, sampled_metrics
 from mindspeed_rl.rewards.extract import extract_answer, last_number, plain_number
+from mindspeed_rl.rewards.samples import SampleScorer
 from mindspeed_rl.rollout import RolloutConfig, RolloutEngine, SamplingConfig
+from mindspeed_rl.sample import Sample, sample_groups
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -356,19 +358,22 @@ def vote_key(text: str, scorer: str) -> str | None:
     return _SPACES.sub("", normalized)
 
 
-@dataclass
-class Sampled:
-    """One scored response."""
+class LocalRollout:
+    """The generate and score roles in this process: one engine, one sample scorer. The same
+    typed API as :class:`~mindspeed_rl.workers.group.WorkerGroup`, so evaluation runs the
+    trainer's own generate-and-score phase and gets the same records."""
 
-    prompt: int
-    sample: int
-    """-1 for the greedy response, else the index among the sampled ones."""
-    response: str
-    tokens: int
-    finish: str
-    score: float
-    formatted: float
-    reasons: dict[str, str]
+    def __init__(self, engine: RolloutEngine, scorer: SampleScorer) -> None:
+        self.engine = engine
+        self.scorer = scorer
+
+    def generate(
+        self, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int
+    ) -> list[list[Sample]]:
+        return sample_groups(prompts, labels, self.engine.generate(prompts, sampling), version)
+
+    def score(self, samples: list[Sample]) -> list[Sample]:
+        return self.scorer(samples)
 
 
 def _progress(done: int, total: int, what: str, started: float) -> None:
@@ -379,93 +384,75 @@ def _progress(done: int, total: int, what: str, started: float) -> None:
 
 
 def generate_scored(
-    engine: RolloutEngine,
-    tokenizer: Any,
-    scorer: Any,
-    data: EvalData,
-    sampling: SamplingConfig,
-    what: str,
-    batch: int,
-    greedy: bool = False,
-) -> list[list[Sampled]]:
-    """``sampling.n`` scored responses per prompt, generated ``batch`` prompts at a time
-    (``greedy``: one per prompt, recorded as sample -1)."""
-    groups: list[list[Sampled]] = []
-    accuracy, fmt = scorer.config.accuracy_scorer, scorer.config.format_scorer
+    rollout: LocalRollout, data: EvalData, sampling: SamplingConfig, what: str, batch: int
+) -> list[list[Sample]]:
+    """``sampling.n`` scored samples per prompt, generated ``batch`` prompts at a time; a
+    sample's ``group`` is its prompt's index in ``data``."""
+    from mindspeed_rl.trainer.grpo import generate_scored as phase
+
+    groups: list[list[Sample]] = []
     started = time.time()
     total = len(data.prompts)
     for start in range(0, total, batch):
-        prompts = data.prompts[start : start + batch]
         # Prompt i of the whole set samples with seed + i, whatever the batch size.
-        chunk = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + start})
-        completions = engine.generate(prompts, chunk)
-        flat = [(start + i, j, c) for i, g in enumerate(completions) for j, c in enumerate(g)]
-        texts = [data.assistant_prefix + t for t in tokenizer.batch_decode(
-            [c.token_ids for _, _, c in flat], skip_special_tokens=True)]  # fmt: skip
-        results = scorer.score_batch(texts, [data.labels[i] for i, _, _ in flat])
-        for (i, j, c), text, result in zip(flat, texts, results):
-            if j == 0:
-                groups.append([])
-            groups[-1].append(
-                Sampled(
-                    i,
-                    -1 if greedy else j,
-                    text,
-                    len(c.token_ids),
-                    c.finish_reason,
-                    result.parts[accuracy],
-                    result.parts[fmt] if fmt else 0.0,
-                    result.reasons,
-                )  # fmt: skip
-            )
+        chunk = replace(sampling, seed=sampling.seed + start)
+        part = phase(rollout, data.prompts[start : start + batch],
+                     data.labels[start : start + batch], chunk, version=0)  # fmt: skip
+        groups += [[replace(s, group=start + i) for s in g] for i, g in enumerate(part)]
         _progress(min(start + batch, total), total, what, started)
     return groups
 
 
 def metrics_of(
-    greedy: list[list[Sampled]], sampled: list[list[Sampled]] | None, ks: Sequence[int],
-    scorer: str,
+    greedy: list[list[Sample]], sampled: list[list[Sample]] | None, ks: Sequence[int],
+    scorer: str, fmt: str | None,
 ) -> dict[str, float]:  # fmt: skip
     """``greedy_pass@1``, ``greedy_format_rate``, ``greedy_mean_length``; with samples also
     ``avg@k`` / ``pass@k`` / ``maj@k`` for every k and the samples' ``format_rate`` and
     ``mean_length``. (With k = 1, ``pass@1`` is the unbiased estimate from all n samples,
-    the figure R1 reports call pass@1; the greedy one keeps its prefix.)"""
-    greedy_part = greedy_metrics(
-        [[s.score for s in g] for g in greedy],
-        formatted=[[s.formatted for s in g] for g in greedy],
-        lengths=[[s.tokens for s in g] for g in greedy],
-    )
+    the figure R1 reports call pass@1; the greedy one keeps its prefix.) ``scorer`` and
+    ``fmt`` name the accuracy and format parts of the rewards."""
+
+    def part(groups: list[list[Sample]], name: str | None) -> list[list[float]]:
+        return [[s.reward.parts[name] if name else 0.0 for s in g] for g in groups]
+
+    def lengths(groups: list[list[Sample]]) -> list[list[int]]:
+        return [[len(s.response_ids) for s in g] for g in groups]
+
+    greedy_part = greedy_metrics(part(greedy, scorer), formatted=part(greedy, fmt),
+                                 lengths=lengths(greedy))  # fmt: skip
     out = {f"greedy_{name}": value for name, value in greedy_part.items()}
     if sampled:
-        correct = [[s.score for s in g] for g in sampled]
-        answers = [[vote_key(s.response, scorer) for s in g] for g in sampled]
+        correct = part(sampled, scorer)
+        answers = [[vote_key(s.text, scorer) for s in g] for g in sampled]
         for k in ks:
             out |= sampled_metrics(correct, k=k, answers=answers)
-        rest = sampled_metrics(correct, formatted=[[s.formatted for s in g] for g in sampled],
-                               lengths=[[s.tokens for s in g] for g in sampled])  # fmt: skip
+        rest = sampled_metrics(correct, formatted=part(sampled, fmt), lengths=lengths(sampled))
         out["format_rate"] = rest["format_rate"]
         out["mean_length"] = rest["mean_length"]
     return out
 
 
 def sample_rows(
-    data: EvalData, groups: list[list[Sampled]], prompt_text: Sequence[str]
-) -> Iterator[dict[str, Any]]:
-    """Per-sample JSONL rows: prompt, response, score and why."""
+    data: EvalData, groups: list[list[Sample]], prompt_text: Sequence[str], scorer: str,
+    fmt: str | None, greedy: bool = False,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Per-sample JSONL rows: prompt, response, score and why (``greedy``: the greedy
+    responses, one per prompt)."""
     for group in groups:
-        for s in group:
+        for j, s in enumerate(group):
             yield {
                 "dataset": data.name,
-                "prompt_index": s.prompt,
-                "sample": "greedy" if s.sample < 0 else s.sample,
-                "prompt": prompt_text[s.prompt],
-                "label": data.labels[s.prompt],
-                "response": s.response,
-                "score": s.score,
-                "format": s.formatted,
-                "tokens": s.tokens,
-                "finish": s.finish,
-                "reasons": {k: v for k, v in s.reasons.items() if v},
+                "prompt_index": s.group,
+                "sample": "greedy" if greedy else j,
+                "prompt": prompt_text[s.group],
+                "label": s.label,
+                "response": s.text,
+                "score": s.reward.parts[scorer],
+                "format": s.reward.parts[fmt] if fmt else 0.0,
+                "tokens": len(s.response_ids),
+                "finish": s.finish.value,
+                "reasons": {k: v for k, v in s.reward.reasons.items() if v},
             }
 
 

@@ -81,9 +81,10 @@ def sampling_for(cfg: GRPOConfig, seed: int, **overrides) -> SamplingConfig:
 
 def generate_scored(
     group, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int,
-    t: Timer,
+    t: Timer | None = None,
 ) -> list[list[Sample]]:  # fmt: skip
     """Sample every prompt's group (timed as ``rollout``), then score it (``reward``)."""
+    t = t or Timer()
     with t("rollout"):
         groups = group.generate(prompts, labels, sampling, version)
     with t("reward"):
@@ -159,13 +160,12 @@ def update(group, batch: Batch, cfg: GRPOConfig, iteration: int) -> dict[str, fl
 def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig) -> dict:
     """Greedy pass@1 and, with trainer.val_n > 1, avg@k at the training temperature."""
     prompts, labels = val
-    t = Timer()
     greedy = generate_scored(group, prompts, labels,
-                             sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0, t)  # fmt: skip
+                             sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0)  # fmt: skip
     sampled = None
     if cfg.trainer.val_n > 1:
         sampling = sampling_for(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
-        sampled = generate_scored(group, prompts, labels, sampling, 0, t)
+        sampled = generate_scored(group, prompts, labels, sampling, 0)
     return validation_metrics(greedy, sampled, cfg.reward.accuracy_scorer,
                               cfg.reward.format_scorer)  # fmt: skip
 

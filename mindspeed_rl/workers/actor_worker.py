@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +285,7 @@ class HybridActorWorker:
 
 
 class RewardWorker:
-    """Ray actor body: decodes responses and scores them with the rule scorers' pool."""
+    """Ray actor body: the reward role (:class:`~mindspeed_rl.rewards.samples.SampleScorer`)."""
 
     def __init__(
         self,
@@ -299,20 +298,17 @@ class RewardWorker:
 
         _send_output_to(log_file)
 
-        from mindspeed_rl.rewards.registry import RewardConfig, RewardScorer
+        from mindspeed_rl.rewards.registry import RewardConfig
+        from mindspeed_rl.rewards.samples import SampleScorer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        self.prefix = assistant_prefix
-        self.scorer = RewardScorer(build(RewardConfig, reward_config, "reward"))
+        config = build(RewardConfig, reward_config, "reward")
+        self.scorer = SampleScorer(
+            config, AutoTokenizer.from_pretrained(tokenizer_dir), assistant_prefix
+        )
 
     def score(self, samples: list[Sample]) -> list[Sample]:
         """The samples with their reward (total, parts, reasons) and the text scored."""
-        decoded = self.tokenizer.batch_decode(
-            [s.response_ids for s in samples], skip_special_tokens=True
-        )
-        texts = [self.prefix + t for t in decoded]
-        results = self.scorer.score_batch(texts, [s.label for s in samples])
-        return [replace(s, reward=r, text=t) for s, r, t in zip(samples, results, texts)]
+        return self.scorer(samples)
 
     def close(self) -> None:
         self.scorer.close()

@@ -19,7 +19,7 @@ from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.rollout.base import SamplingConfig
-from mindspeed_rl.sample import Batch, Finish, Sample
+from mindspeed_rl.sample import Batch, Sample, sample_groups
 from mindspeed_rl.utils.console import logs_dir
 
 
@@ -191,12 +191,7 @@ class WorkerGroup:
             followers += refs[1:]
         completions = [g for shard in ray.get(firsts) for g in shard]
         ray.get(followers)  # the other ranks of each engine: the same completions
-        return [
-            [Sample(prompt_ids=prompts[i], label=labels[i], group=i, version=version,
-                    response_ids=list(c.token_ids), rollout_logprobs=list(c.logprobs),
-                    finish=Finish(c.finish_reason)) for c in group]
-            for i, group in enumerate(completions)
-        ]  # fmt: skip
+        return sample_groups(prompts, labels, completions, version)
 
     def score(self, samples: list[Sample]) -> list[Sample]:
         """The samples with their reward and decoded text, from the reward role."""
