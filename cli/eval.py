@@ -153,7 +153,7 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
             f"the longest prompt ({longest} tokens) plus --max-tokens {settings.max_tokens} "
             f"exceeds the model's {positions} positions; lower --max-tokens"
         )
-    dtype = args.dtype or ("fp32" if get_accelerator().kind == "cpu" else "bf16")
+    dtype = args.dtype or get_accelerator().default_dtype
     rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
                             max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb)  # fmt: skip
     out = args.out or Path("runs") / "eval" / args.model.resolve().name

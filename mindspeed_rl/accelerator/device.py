@@ -41,6 +41,30 @@ class Accelerator:
         return self.backend != "gloo"
 
     @property
+    def on_host(self) -> bool:
+        """Whether this process computes in host memory (CPU): no device memory to hand
+        between training and rollout, nothing to offload, no sleep mode."""
+        return self.kind == "cpu"
+
+    @property
+    def ray_actor_options(self) -> dict:
+        """What a rank's Ray actor asks for besides CPUs: Ray's own GPU resource on CUDA, the
+        custom ``NPU`` resource that examples/grpo/launch.sh declares on Ascend, nothing on
+        CPU."""
+        return {"cuda": {"num_gpus": 1}, "npu": {"resources": {"NPU": 1}}}.get(self.kind, {})
+
+    @property
+    def ray_bundle(self) -> dict[str, int]:
+        """The same as a placement-group bundle's resources."""
+        return {"cuda": {"GPU": 1}, "npu": {"NPU": 1}}.get(self.kind, {})
+
+    @property
+    def default_dtype(self) -> str:
+        """The dtype to run a model in when the user does not say: bf16 on accelerators,
+        fp32 on CPU (bf16 matmuls are emulated on most CPUs)."""
+        return "fp32" if self.on_host else "bf16"
+
+    @property
     def device(self) -> torch.device:
         """The device this process uses (the local rank's card on accelerators)."""
         if self.kind == "cpu":

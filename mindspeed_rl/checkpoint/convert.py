@@ -17,7 +17,7 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.checkpoint.hf_io import HFCheckpointReader, HFShardedWriter
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.models import layout as L
-from mindspeed_rl.models.family import family_by_name, family_for_architecture
+from mindspeed_rl.models.registry import family_by_name, family_for_architecture
 from mindspeed_rl.utils.fs import atomic_directory, check_output_dir
 
 CONVERTED_ITERATION = 1

@@ -368,7 +368,7 @@ class GRPOConfig:
                 f"model.hf_dir: {hf_config} not found; run `python tools/prepare_smollm2.py` "
                 "or point model.hf_dir at an HF model directory"
             )
-        from mindspeed_rl.models.family import family_for_architecture
+        from mindspeed_rl.models.registry import family_for_architecture
 
         raw = json.loads(hf_config.read_text())
         spec = family_for_architecture((raw.get("architectures") or [""])[0]).spec_from_hf_config(

@@ -35,7 +35,7 @@ def hf_config_path(model: ModelConfig) -> Path:
 
 def load_spec(path: Path) -> ModelSpec:
     """The :class:`ModelSpec` of an HF config.json, through the model's family."""
-    from mindspeed_rl.models.family import family_for_architecture
+    from mindspeed_rl.models.registry import family_for_architecture
 
     try:
         raw = json.loads(path.read_text())

@@ -24,7 +24,7 @@ from megatron.core import parallel_state
 
 from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
 from mindspeed_rl.models import layout as L
-from mindspeed_rl.models.family import family_by_name
+from mindspeed_rl.models.registry import family_by_name
 from mindspeed_rl.training.model import layer_owner
 
 

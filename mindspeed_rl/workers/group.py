@@ -87,10 +87,10 @@ class WorkerGroup:
         res = cfg.resources
         self.infer_tp = cfg.rollout.infer_tp
         # The driver resolves "auto" once, so every worker uses the same kind.
-        kind = get_accelerator(res.device).kind
-        on_cpu = kind == "cpu"
+        acc = get_accelerator(res.device)
+        kind = acc.kind
         env = {"MINDSPEED_RL_DEVICE": kind}
-        if on_cpu:
+        if acc.on_host:
             env["LD_PRELOAD"] = _ld_preload()
         verbose = cfg.logging.verbose
         # Without --verbose every worker writes its output to <run>/logs/ (see
@@ -106,12 +106,7 @@ class WorkerGroup:
                     include_dashboard=False,
                     **common,
                 )
-        bundle = {"CPU": res.cpus_per_worker}
-        # Ray knows GPUs natively; Ascend NPUs are the custom resource "NPU" that
-        # examples/grpo/launch.sh declares when it starts Ray.
-        device_resource = {"cuda": "GPU", "npu": "NPU"}.get(kind)
-        if device_resource:
-            bundle[device_resource] = 1
+        bundle = {"CPU": res.cpus_per_worker, **acc.ray_bundle}
         self.pg = placement_group([dict(bundle) for _ in range(res.world_size)], strategy="PACK")
         ray.get(self.pg.ready())
         from ray.util.placement_group import placement_group_table
@@ -126,8 +121,7 @@ class WorkerGroup:
         self.workers = [
             actor_cls.options(
                 num_cpus=res.cpus_per_worker,
-                num_gpus=1 if kind == "cuda" else 0,
-                resources={"NPU": 1} if kind == "npu" else None,
+                **acc.ray_actor_options,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, bundle_index),
             ).remote(
                 rank,

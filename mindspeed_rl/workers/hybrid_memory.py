@@ -82,7 +82,7 @@ class HybridMemory:
         self.phase = Phase.TRAIN
         self.events: list[str] = []
         self.moved: dict[str, int] = {}
-        self._on_device = accelerator.kind != "cpu"
+        self._on_device = not accelerator.on_host
         self._offload_optimizer_after_sync = optimizer is not None and opt.steps_model_params(
             optimizer
         )

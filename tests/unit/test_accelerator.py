@@ -45,3 +45,16 @@ def test_bf16_matmul_is_read_from_the_cpu_flags():
     assert cpu_bf16_note("cpu", dtypes, has_bf16=True) is None
     assert cpu_bf16_note("cuda", dtypes, has_bf16=False) is None
     assert cpu_bf16_note("cpu", {"model.params_dtype": "fp32"}, has_bf16=False) is None
+
+
+def test_device_questions_are_answered_by_the_accelerator():
+    from mindspeed_rl.accelerator.device import Accelerator
+
+    cpu, cuda, npu = (Accelerator(k, b) for k, b in (("cpu", "gloo"), ("cuda", "nccl"),
+                                                     ("npu", "hccl")))  # fmt: skip
+    assert (cpu.on_host, cuda.on_host, npu.on_host) == (True, False, False)
+    assert cpu.ray_actor_options == {} and cpu.ray_bundle == {}
+    assert cuda.ray_actor_options == {"num_gpus": 1} and cuda.ray_bundle == {"GPU": 1}
+    # Ascend: the custom resource examples/grpo/launch.sh declares when it starts Ray.
+    assert npu.ray_actor_options == {"resources": {"NPU": 1}} and npu.ray_bundle == {"NPU": 1}
+    assert (cpu.default_dtype, cuda.default_dtype) == ("fp32", "bf16")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.models.family import family_for_architecture
+from mindspeed_rl.models.registry import family_for_architecture
 from mindspeed_rl.models.spec import ModelSpec
 
 QWEN3_06B = {  # Qwen3-0.6B's shapes: 16 heads x head_dim 128 = 2048 != hidden 1024, tied
