@@ -125,7 +125,7 @@ def scoring_prefix(cfg: GRPOConfig) -> str:
     """The text our trainer puts in front of each decoded response before scoring (the
     template's assistant prefix, which the prompt ids already end with)."""
     try:
-        from mindspeed_rl.trainer.grpo import resolve_assistant_prefix
+        from mindspeed_rl.driver.grpo import resolve_assistant_prefix
     except ImportError:  # a trainer from before the prefix was read from the dataset summary
         return cfg.data.assistant_prefix or ""
     return resolve_assistant_prefix(cfg)
@@ -238,7 +238,7 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str], what: str) -> flo
 
 def run_ours(config_name: str, overrides: list[str], scorers: list[str], workdir: Path) -> dict:
     """Our trainer as a subprocess; its per-iteration metrics from metrics.jsonl."""
-    from mindspeed_rl.trainer.metrics import METRICS_FILE
+    from mindspeed_rl.driver.metrics import METRICS_FILE
 
     run_dir = workdir / "ours"
     cmd = [sys.executable, str(REPO / "cli" / "train_grpo.py"), "--config-name", config_name,

@@ -369,8 +369,8 @@ def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> Non
 def main(argv: list[str] | None = None) -> int:
     from mindspeed_rl.config.grpo import load_config, resolve
     from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
+    from mindspeed_rl.driver.grpo import resolve_assistant_prefix
     from mindspeed_rl.rewards.registry import resolve_scorer
-    from mindspeed_rl.trainer.grpo import resolve_assistant_prefix
 
     parser = argparse.ArgumentParser(prog="learning_parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-name", default="grpo_smollm2_cpu")

@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
-from mindspeed_rl.trainer.metrics import (  # noqa: E402
+from mindspeed_rl.driver.metrics import (  # noqa: E402
     ACTOR_KL,
     RESPONSE_LENGTH_MAX,
     RESPONSE_LENGTH_MEAN,
@@ -28,6 +27,7 @@ from mindspeed_rl.trainer.metrics import (  # noqa: E402
     VAL_FORMAT,
     load_metrics,
 )
+from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
 
 SPARSE_POINTS = 50
 """Series with fewer points than this (validation, short runs) get markers."""

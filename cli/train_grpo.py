@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         cfg = replace(cfg, logging=replace(cfg.logging, verbose=True))
     if args.preflight:
-        from mindspeed_rl.trainer.preflight import preflight_config, run_preflight
+        from mindspeed_rl.driver.preflight import preflight_config, run_preflight
 
         small = preflight_config(cfg, args.overrides)
         small.validate(check_files=True)
@@ -74,8 +74,8 @@ def run(cfg, config_name: str, job=None) -> int:
     <run>/logs/driver.log (and each worker's beside it); a failure reaches the console as one
     line naming that file."""
     from mindspeed_rl.config.grpo import resolve
+    from mindspeed_rl.driver.grpo import train
     from mindspeed_rl.errors import UserError
-    from mindspeed_rl.trainer.grpo import train
     from mindspeed_rl.utils.console import (
         DRIVER_LOG,
         captured_output,

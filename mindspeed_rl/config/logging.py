@@ -1,4 +1,4 @@
-"""Where and how a run's metrics are recorded (read by :mod:`mindspeed_rl.trainer.metrics`)."""
+"""Where and how a run's metrics are recorded (read by :mod:`mindspeed_rl.driver.metrics`)."""
 
 from __future__ import annotations
 

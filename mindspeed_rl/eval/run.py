@@ -388,7 +388,7 @@ def generate_scored(
 ) -> list[list[Sample]]:
     """``sampling.n`` scored samples per prompt, generated ``batch`` prompts at a time; a
     sample's ``group`` is its prompt's index in ``data``."""
-    from mindspeed_rl.trainer.grpo import generate_scored as phase
+    from mindspeed_rl.driver.grpo import generate_scored as phase
 
     groups: list[list[Sample]] = []
     started = time.time()

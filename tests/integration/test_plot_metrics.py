@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mindspeed_rl.trainer.metrics import (
+from mindspeed_rl.driver.metrics import (
     ACTOR_KL,
     RESPONSE_LENGTH_MAX,
     RESPONSE_LENGTH_MEAN,

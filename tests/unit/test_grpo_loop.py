@@ -1,4 +1,4 @@
-"""The GRPO loop (trainer/grpo.run_iterations) against an in-process worker group: no Ray, no
+"""The GRPO loop (driver/grpo.run_iterations) against an in-process worker group: no Ray, no
 vLLM, no megatron. The fake group answers the same typed API as workers/group.WorkerGroup and
 records every call, so the phase order, dynamic-sampling refill, mini-batching, validation
 and save intervals are checked in seconds."""
@@ -15,11 +15,11 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig
 from mindspeed_rl.data.indexed import write_prompt_dataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
+from mindspeed_rl.driver.grpo import TRAINER_STATE, latest_checkpoint, run_iterations
+from mindspeed_rl.driver.metrics import LoggingConfig, MetricsLogger, load_metrics
 from mindspeed_rl.rewards.base import RewardResult
 from mindspeed_rl.rewards.registry import RewardConfig
 from mindspeed_rl.sample import Batch, Finish, Sample
-from mindspeed_rl.trainer.grpo import TRAINER_STATE, latest_checkpoint, run_iterations
-from mindspeed_rl.trainer.metrics import LoggingConfig, MetricsLogger, load_metrics
 
 G = 4
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.metrics import (
+from mindspeed_rl.driver.metrics import (
     ACTOR_CLIP_FRAC,
     ACTOR_ENTROPY,
     ACTOR_KL,
@@ -33,6 +32,7 @@ from mindspeed_rl.trainer.metrics import (
     reward_part,
     timing,
 )
+from mindspeed_rl.errors import UserError
 
 
 def config(tmp_path: Path, **overrides) -> LoggingConfig:

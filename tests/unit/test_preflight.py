@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mindspeed_rl.config.grpo import load_config
-from mindspeed_rl.trainer.preflight import check_resumed, preflight_config
+from mindspeed_rl.driver.preflight import check_resumed, preflight_config
 from mindspeed_rl.workers.peak_memory import PeakMemory
 
 
@@ -71,7 +71,7 @@ def test_peak_memory_sees_a_transient_peak_and_starts_a_new_window():
 
 
 def test_report_shows_each_runs_seconds_the_worst_peak_and_the_plan_of_its_phase():
-    from mindspeed_rl.trainer.preflight import PreflightReport
+    from mindspeed_rl.driver.preflight import PreflightReport
 
     report = PreflightReport("cuda")
     report.add("update", 2.0, 3 * 2**30)

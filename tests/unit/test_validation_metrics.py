@@ -3,9 +3,9 @@ cli/eval.py, format of the greedy responses, token-mean engine NLL."""
 
 from __future__ import annotations
 
+from mindspeed_rl.driver.grpo import rollout_metrics, validation_metrics
 from mindspeed_rl.rewards.base import RewardResult
 from mindspeed_rl.sample import Batch, Finish, Sample
-from mindspeed_rl.trainer.grpo import rollout_metrics, validation_metrics
 
 
 def _sample(accuracy: float, fmt: float, response=(5,), logprobs=None, finish=Finish.STOP):

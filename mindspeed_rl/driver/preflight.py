@@ -22,8 +22,8 @@ from typing import TextIO
 
 from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
+from mindspeed_rl.driver.metrics import duration
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.trainer.metrics import duration
 from mindspeed_rl.utils.console import plural, shown
 
 ITERATIONS = 2
@@ -147,8 +147,7 @@ def run_preflight(
     printing its lines to ``console``. Raises on the first failing phase (after naming it),
     and a :class:`UserError` when measured memory exceeds the device."""
     from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
-    from mindspeed_rl.plan import GB
-    from mindspeed_rl.trainer.grpo import (
+    from mindspeed_rl.driver.grpo import (
         TRAINER_STATE,
         Timer,
         get_kind,
@@ -157,6 +156,7 @@ def run_preflight(
         save_checkpoint,
         train_step,
     )
+    from mindspeed_rl.plan import GB
     from mindspeed_rl.workers.group import WorkerGroup
 
     began = time.perf_counter()

@@ -21,10 +21,7 @@ from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
-from mindspeed_rl.errors import UserError
-from mindspeed_rl.rollout.base import SamplingConfig
-from mindspeed_rl.sample import Batch, Finish, Sample
-from mindspeed_rl.trainer.metrics import (
+from mindspeed_rl.driver.metrics import (
     ACTOR_LR,
     PERF_TOKENS_PER_S,
     RESPONSE_LENGTH_CLIP_RATIO,
@@ -43,6 +40,9 @@ from mindspeed_rl.trainer.metrics import (
     reward_part,
     timing,
 )
+from mindspeed_rl.errors import UserError
+from mindspeed_rl.rollout.base import SamplingConfig
+from mindspeed_rl.sample import Batch, Finish, Sample
 from mindspeed_rl.training.optimizer import lr_at
 from mindspeed_rl.utils.console import plural, shown
 from mindspeed_rl.utils.fs import atomic_write_text
@@ -347,7 +347,7 @@ def get_kind(cfg: GRPOConfig) -> str:
 
 def final_summary(out: Path, metrics_file: Path, seconds: float, iterations: int) -> list[str]:
     """Held-out accuracy from the first validation to the last, time, where things are."""
-    from mindspeed_rl.trainer.metrics import VAL_ACCURACY, VAL_FORMAT, load_metrics
+    from mindspeed_rl.driver.metrics import VAL_ACCURACY, VAL_FORMAT, load_metrics
 
     val = [row for row in load_metrics(metrics_file) if VAL_ACCURACY in row]
     lines = [f"done: {plural(iterations, 'iteration')} in {duration(seconds)}"]

@@ -1,1 +1,0 @@
-"""The GRPO loop: rollout -> reward -> reference log-probs -> advantages -> update -> sync."""
