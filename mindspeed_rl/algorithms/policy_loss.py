@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mindspeed_rl.algorithms import rollout_correction as rc
 from mindspeed_rl.algorithms.kl import KL_ESTIMATORS
 
 LOG_RATIO_CLAMP = 20.0
@@ -111,6 +112,17 @@ class GRPOLossConfig:
     max_response_length: int | None = None
     """The constant normaliser of seq-mean-token-sum-norm, normally the rollout's maximum
     response length. Required by that mode, unused by the others."""
+    rollout_correction: str = "none"
+    """Correct for the inference engine sampling from a slightly different distribution than
+    the policy trained (kernels, bf16, MoE routing): none; tis, truncated importance sampling
+    (each token's policy-gradient term weighed by min(pi_old / pi_rollout, cap)); mis, masked
+    importance sampling (terms whose ratio leaves [1/cap, cap] dropped). See
+    mindspeed_rl.algorithms.rollout_correction."""
+    rollout_correction_level: str = "token"
+    """Where the ratio is taken: token, sequence (the product over a response) or geometric
+    (the per-token geometric mean over a response)."""
+    rollout_correction_cap: float = 2.0
+    """The cap C of tis, the band [1/C, C] of mis; > 1."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.clip_eps_low < 1.0:
@@ -135,6 +147,20 @@ class GRPOLossConfig:
             raise ValueError(
                 f"loss.max_response_length must be >= 1, got {self.max_response_length}"
             )
+        if self.rollout_correction not in rc.MODES:
+            raise ValueError(
+                f"loss.rollout_correction must be one of {', '.join(rc.MODES)}, "
+                f"got {self.rollout_correction!r}"
+            )
+        if self.rollout_correction_level not in rc.LEVELS:
+            raise ValueError(
+                f"loss.rollout_correction_level must be one of {', '.join(rc.LEVELS)}, "
+                f"got {self.rollout_correction_level!r}"
+            )
+        if not self.rollout_correction_cap > 1.0:
+            raise ValueError(
+                f"loss.rollout_correction_cap must be > 1, got {self.rollout_correction_cap}"
+            )
         if self.loss_agg_mode == "seq-mean-token-sum-norm" and self.max_response_length is None:
             raise ValueError(
                 "loss.max_response_length must be set when loss.loss_agg_mode is "
@@ -151,8 +177,10 @@ def clipped_policy_loss(
     clip_eps_high: float,
     loss_agg_mode: str = "token-mean",
     max_response_length: int | None = None,
+    weights_NT: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (to be minimised), aggregated, and its diagnostics.
+    ``weights_NT`` (no gradient) multiply each token's term: the rollout correction.
 
     Metrics (detached scalars, over valid tokens):
         actor/clip_frac   fraction of tokens where the clipped term is the larger loss, so the
@@ -165,6 +193,8 @@ def clipped_policy_loss(
     unclipped_NT = -advantages_NT * ratio_NT
     clipped_NT = -advantages_NT * ratio_NT.clamp(1.0 - clip_eps_low, 1.0 + clip_eps_high)
     pg_NT = torch.maximum(unclipped_NT, clipped_NT)
+    if weights_NT is not None:
+        pg_NT = pg_NT * weights_NT
     pg_loss = aggregate(pg_NT, mask_NT, loss_agg_mode, max_response_length)
 
     with torch.no_grad():
@@ -187,8 +217,13 @@ def grpo_loss(
     mask_NT: torch.Tensor,
     entropy_NT: torch.Tensor | None,
     config: GRPOLossConfig,
+    rollout_logprobs_NT: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss to minimise for one (micro-)batch, and its metrics.
+
+    ``rollout_logprobs_NT``, the inference engine's log-probs of the sampled tokens, are
+    needed by ``config.rollout_correction``; when given they are always compared with
+    ``old_logprobs_NT`` (rollout/mismatch_kl).
 
     ``ref_logprobs_NT`` may be None only when ``config.kl_coef`` is 0, ``entropy_NT`` only when
     ``config.entropy_coef`` is 0; when given anyway they are still measured. Only
@@ -201,6 +236,7 @@ def grpo_loss(
                         compare), when ``ref_logprobs_NT`` is given
         actor/entropy   token-mean entropy, when ``entropy_NT`` is given
         actor/loss      the total
+        rollout/mismatch_kl, rollout_correction/*   see :mod:`.rollout_correction`
         and those of :func:`clipped_policy_loss`.
     """
     if config.kl_coef > 0 and ref_logprobs_NT is None:
@@ -208,6 +244,22 @@ def grpo_loss(
     if config.entropy_coef > 0 and entropy_NT is None:
         raise ValueError("loss.entropy_coef > 0 needs the entropy; got entropy_NT=None")
     agg_mode, max_len = config.loss_agg_mode, config.max_response_length
+    weights_NT, corrections = None, {}
+    if rollout_logprobs_NT is not None:
+        corrections["rollout/mismatch_kl"] = rc.mismatch_kl(
+            old_logprobs_NT, rollout_logprobs_NT, mask_NT
+        )
+        if config.rollout_correction != "none":
+            weights_NT, more = rc.correction_weights(
+                old_logprobs_NT, rollout_logprobs_NT, mask_NT, config.rollout_correction,
+                config.rollout_correction_level, config.rollout_correction_cap,
+            )  # fmt: skip
+            corrections.update(more)
+    elif config.rollout_correction != "none":
+        raise ValueError(
+            f"loss.rollout_correction={config.rollout_correction} needs the engine's log-probs; "
+            "got rollout_logprobs_NT=None"
+        )
 
     pg_loss, metrics = clipped_policy_loss(
         logprobs_NT,
@@ -218,7 +270,9 @@ def grpo_loss(
         config.clip_eps_high,
         agg_mode,
         max_len,
+        weights_NT,
     )
+    metrics.update(corrections)
     loss = pg_loss
     metrics["actor/pg_loss"] = pg_loss.detach()
 

@@ -402,7 +402,8 @@ class MegatronActor:
                 adv_BS = mb.extra["adv"] * mask
                 old = mb.extra["old"] if has_old else lp_BS.detach()
                 ref = mb.extra["ref"] if has_ref else None
-                loss, metrics = grpo_loss(lp_BS, old, ref, adv_BS, mask, ent_BS, cfg)
+                rollout = mb.extra["rollout"] if has_rollout else None
+                loss, metrics = grpo_loss(lp_BS, old, ref, adv_BS, mask, ent_BS, cfg, rollout)
                 local = (
                     mask.sum() if cfg.loss_agg_mode == "token-mean" else (mask.sum(-1) > 0).sum()
                 )
@@ -427,8 +428,9 @@ class MegatronActor:
             figures["actor/grad_norm"] = grad_norm
             per_mini.append(figures)
         out = {k: sum(f[k] for f in per_mini) / len(per_mini) for k in per_mini[0]}
-        if "actor/ratio_max" in out:
-            out["actor/ratio_max"] = max(f["actor/ratio_max"] for f in per_mini)
+        for k in MAX_METRICS:
+            if k in out:
+                out[k] = max(f[k] for f in per_mini)
         if has_rollout:
             dist.all_reduce(mismatch[:2], group=dp_group)
             dist.all_reduce(mismatch[2:], op=dist.ReduceOp.MAX, group=dp_group)
@@ -443,9 +445,15 @@ TOKEN_MEAN_METRICS = (
     "actor/ratio_mean",
     "actor/kl",
     "actor/entropy",
+    "rollout/mismatch_kl",
+    "rollout_correction/weight_mean",
+    "rollout_correction/corrected_frac",
 )
 """Per-token metrics of :func:`grpo_loss` that are combined over micro-batches and ranks by
 their token counts."""
+
+MAX_METRICS = ("actor/ratio_max", "rollout_correction/weight_max")
+"""Metrics of :func:`grpo_loss` combined by their maximum."""
 
 
 def _mini_batch_metrics(
@@ -454,28 +462,26 @@ def _mini_batch_metrics(
     device: torch.device,
 ) -> dict[str, float]:
     """The loss metrics of one mini-batch from its micro-batches' (metrics, tokens) on this
-    rank: token-weighted means and the ratio max over all data-parallel ranks, the mean of the
+    rank: token-weighted means and the maxima (MAX_METRICS) over all data-parallel ranks, the mean of the
     other (per-micro-batch) figures. Empty on stages without the loss (no results); every
     rank of a data-parallel group is at the same stage, so the collectives match."""
     if not results:
         return {}
     keys = [k for k in TOKEN_MEAN_METRICS if k in results[0][0]]
+    maxed = [k for k in MAX_METRICS if k in results[0][0]]
     weighted = torch.zeros(len(keys) + 1, dtype=torch.float32, device=device)
-    ratio_max = torch.zeros(1, dtype=torch.float32, device=device)
+    maxima = torch.zeros(max(len(maxed), 1), dtype=torch.float32, device=device)
     for metrics, tokens in results:
         for j, k in enumerate(keys):
             weighted[j] += metrics[k].float() * tokens.float()
         weighted[-1] += tokens.float()
-        if "actor/ratio_max" in metrics:
-            ratio_max = torch.maximum(ratio_max, metrics["actor/ratio_max"].float().reshape(1))
+        for j, k in enumerate(maxed):
+            maxima[j] = torch.maximum(maxima[j], metrics[k].float())
     dist.all_reduce(weighted, group=dp_group)
-    dist.all_reduce(ratio_max, op=dist.ReduceOp.MAX, group=dp_group)
+    dist.all_reduce(maxima, op=dist.ReduceOp.MAX, group=dp_group)
     out = {k: (weighted[j] / weighted[-1].clamp(min=1)).item() for j, k in enumerate(keys)}
-    if "actor/ratio_max" in results[0][0]:
-        out["actor/ratio_max"] = ratio_max.item()
-    rest = [
-        k for k in results[0][0] if k not in keys and k not in ("actor/ratio_max", "actor/loss")
-    ]
+    out |= {k: maxima[j].item() for j, k in enumerate(maxed)}
+    rest = [k for k in results[0][0] if k not in keys and k not in maxed and k != "actor/loss"]
     for k in rest:
         out[k] = sum(float(m[k]) for m, _ in results) / len(results)
     return out
