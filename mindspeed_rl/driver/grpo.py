@@ -17,7 +17,13 @@ import torch
 from mindspeed_rl.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from mindspeed_rl.algorithms.dapo import informative_groups, overlong_penalty
 from mindspeed_rl.checkpoint import megatron_format as mf
-from mindspeed_rl.config.grpo import GRPOConfig, resolve
+from mindspeed_rl.config.grpo import (
+    AlgorithmConfig,
+    GRPOConfig,
+    OptimConfig,
+    TrainerConfig,
+    resolve,
+)
 from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
@@ -119,42 +125,44 @@ def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int,
     return Batch(tuple(replace(s, group=b) for b, g in enumerate(chosen) for s in g)), extra
 
 
-def shape_rewards(batch: Batch, cfg: GRPOConfig) -> Batch:
+def shape_rewards(batch: Batch, algo: AlgorithmConfig, max_tokens: int) -> Batch:
     """DAPO overlong shaping on top of the rule rewards (when configured)."""
-    algo = cfg.algorithm
     if not algo.overlong_buffer:
         return batch
     lengths = torch.tensor([len(s.response_ids) for s in batch], dtype=torch.float32)
-    penalty = overlong_penalty(lengths, cfg.sampling.max_tokens, algo.overlong_buffer,
-                               algo.overlong_penalty)  # fmt: skip
+    penalty = overlong_penalty(lengths, max_tokens, algo.overlong_buffer, algo.overlong_penalty)
     return batch.with_column("penalty", penalty.tolist())
 
 
-def compute_advantages(batch: Batch, cfg: GRPOConfig) -> Batch:
-    estimator = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage]
+def compute_advantages(batch: Batch, estimator: str, group_size: int) -> Batch:
+    """Each sample's advantage from its group's rewards (``algorithm.advantage``)."""
     rewards = torch.tensor(batch.rewards, dtype=torch.float32)
-    return batch.with_column("advantage", estimator(rewards, cfg.sampling.n).tolist())
+    advantages = ADVANTAGE_ESTIMATORS[estimator](rewards, group_size)
+    return batch.with_column("advantage", advantages.tolist())
 
 
-def compute_logprobs(group, batch: Batch, cfg: GRPOConfig) -> Batch:
+def compute_logprobs(group, batch: Batch, reference: bool, old: bool) -> Batch:
     """Reference log-probs (when KL is on) and old log-probs (when a batch is used for more
     than one update; with one update, old = current detached, exactly on-policy)."""
-    if cfg.loss.kl_coef > 0:
+    if reference:
         batch = batch.with_column("ref_logprobs", group.logprobs(batch, reference=True))
-    if cfg.updates_per_batch > 1:
+    if old:
         batch = batch.with_column("old_logprobs", group.logprobs(batch))
     return batch
 
 
-def update(group, batch: Batch, cfg: GRPOConfig, iteration: int) -> dict[str, float]:
+def update(group, batch: Batch, trainer: TrainerConfig, lr: float) -> dict[str, float]:
     """One optimizer step per mini-batch, ``trainer.ppo_epochs`` passes over the batch."""
     n = len(batch)
-    mini = cfg.trainer.mini_batch_size or n
-    mini_batches = [list(range(k, min(n, k + mini))) for _ in range(cfg.trainer.ppo_epochs)
+    mini = trainer.mini_batch_size or n
+    mini_batches = [list(range(k, min(n, k + mini))) for _ in range(trainer.ppo_epochs)
                     for k in range(0, n, mini)]  # fmt: skip
-    o = cfg.optim
-    lr = lr_at(iteration, cfg.trainer.iterations, o.lr, o.min_lr, o.warmup_iterations, o.decay)
     return {**group.update(batch, mini_batches, lr), ACTOR_LR: lr}
+
+
+def learning_rate(optim: OptimConfig, iteration: int, iterations: int) -> float:
+    return lr_at(iteration, iterations, optim.lr, optim.min_lr, optim.warmup_iterations,
+                 optim.decay)  # fmt: skip
 
 
 def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig) -> dict:
@@ -438,12 +446,13 @@ def train_step(
     batch, extra = collect(group, loader, cfg, iteration, t)  # generate -> score -> filter
     with t("to_train"):
         group.to_train()
-    batch = shape_rewards(batch, cfg)
+    batch = shape_rewards(batch, cfg.algorithm, cfg.sampling.max_tokens)
     with t("logprobs"):
-        batch = compute_logprobs(group, batch, cfg)
-    batch = compute_advantages(batch, cfg)
+        batch = compute_logprobs(group, batch, cfg.loss.kl_coef > 0, cfg.updates_per_batch > 1)
+    batch = compute_advantages(batch, cfg.algorithm.advantage, cfg.sampling.n)
     with t("update"):
-        actor = update(group, batch, cfg, iteration)
+        lr = learning_rate(cfg.optim, iteration, cfg.trainer.iterations)
+        actor = update(group, batch, cfg.trainer, lr)
     return batch, actor, extra
 
 

@@ -339,16 +339,12 @@ def scorer_for(data: EvalData, override: str | None) -> str:
 _SPACES = re.compile(r"\s+")
 
 
-def vote_key(text: str, scorer: str) -> str | None:
-    """The final answer of ``text`` as a key for majority voting: spellings of one number
-    count as one vote (``0.5`` and ``\\frac{1}{2}`` do not, unless the math scorer's plain
-    normalisation makes them equal)."""
-    answer = extract_answer(text)
-    if answer is None or not answer.strip():
-        return None
-    if scorer == "gsm8k":
-        number = last_number(answer)
-        return None if number is None else str(number)
+def _number_key(answer: str) -> str | None:
+    number = last_number(answer)
+    return None if number is None else str(number)
+
+
+def _math_key(answer: str) -> str | None:
     from mindspeed_rl.rewards.math import normalize_latex
 
     normalized = normalize_latex(answer)
@@ -356,6 +352,20 @@ def vote_key(text: str, scorer: str) -> str | None:
     if number is not None:
         return str(Fraction(number))
     return _SPACES.sub("", normalized)
+
+
+VOTE_KEYS = {"gsm8k": _number_key, "countdown": _math_key, "math": _math_key}
+"""How each accuracy scorer's answers are compared for majority voting (others: as math)."""
+
+
+def vote_key(text: str, scorer: str) -> str | None:
+    """The final answer of ``text`` as a key for majority voting: spellings of one number
+    count as one vote (``0.5`` and ``\\frac{1}{2}`` do not, unless the math scorer's plain
+    normalisation makes them equal)."""
+    answer = extract_answer(text)
+    if answer is None or not answer.strip():
+        return None
+    return VOTE_KEYS.get(scorer, _math_key)(answer)
 
 
 class LocalRollout:
