@@ -59,6 +59,12 @@ SHAPES: dict[str, Callable[[str], str]] = {
     "answer_tags": lambda a: f"<think>{REASONING}</think> <answer>{a}</answer>",
     "boxed_in_tags": lambda a: f"<think>{REASONING}</think> <answer>\\boxed{{{a}}}</answer>",
     "sentence_boxed": lambda a: f"{REASONING} The final answer is $\\boxed{{{a}}}$.",
+    # Bare LaTeX after a lead-in inside the tags: no \boxed{}, no $...$ (what a new user's
+    # models wrote on a public competition set).
+    "lead_in_in_tags": lambda a: (
+        f"<think>{REASONING}</think> <answer>The final answer is {a}</answer>"
+    ),
+    "colon_in_tags": lambda a: f"<think>{REASONING}</think> <answer>Answer: {a}</answer>",
 }
 
 
@@ -545,6 +551,89 @@ def _power(rng: random.Random) -> tuple[str, list[str], list[str]]:
     )
 
 
+# -- the precision set: near misses built to tempt a lenient scorer ---------------------------
+
+
+def _tempt_digits(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    # Right digits, wrong structure.
+    a, b = rng.choice([(3, 4), (5, 7), (2, 9), (7, 8), (4, 9)])
+    return (
+        f"\\frac{{{a}}}{{{b}}}",
+        [f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}", f"\\frac{a}{b}"],
+        [f"{a}{b}", f"{a}.{b}", f"\\frac{{{b}}}{{{a}}}", f"{a}^{{{b}}}", f"\\frac{{{a}{b}}}{{1}}"],
+    )
+
+
+def _tempt_radical_sign(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    a, b = rng.randint(2, 9), rng.choice([2, 3, 5, 6, 7, 10])
+    return (
+        f"{a}+\\sqrt{{{b}}}",
+        [f"\\sqrt{{{b}}}+{a}", f"{a} + \\sqrt {b}" if b < 10 else f"{a} + \\sqrt{{{b}}}"],
+        [f"{a}-\\sqrt{{{b}}}", f"-{a}+\\sqrt{{{b}}}", f"{a}+\\sqrt{{{b + 1}}}",
+         f"\\sqrt{{{a}+{b}}}", f"{a}\\sqrt{{{b}}}"],
+    )  # fmt: skip
+
+
+def _tempt_golden(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    n = rng.choice([5, 13, 17])
+    return (
+        f"\\frac{{1+\\sqrt{{{n}}}}}{{2}}",
+        [f"\\frac{{\\sqrt{{{n}}}+1}}{{2}}", f"\\dfrac{{1 + \\sqrt{{{n}}}}}{{2}}"],
+        [f"\\frac{{1-\\sqrt{{{n}}}}}{{2}}", f"\\frac{{\\sqrt{{{n}}}-1}}{{2}}",
+         f"1+\\frac{{\\sqrt{{{n}}}}}{{2}}", f"\\frac{{1+\\sqrt{{{n}}}}}{{4}}"],
+    )  # fmt: skip
+
+
+def _tempt_point_swap(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    a, b = rng.sample(range(-9, 10), 2)
+    return (
+        f"({a}, {b})",
+        [f"({a},{b})", f"\\left({a}, {b}\\right)"],
+        [f"({b}, {a})", f"({a}, {-b})" if b else f"({a}, 1)", f"[{min(a, b)}, {max(a, b)}]"],
+    )
+
+
+def _tempt_interval_end(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    a = rng.randint(-9, 5)
+    b = a + rng.randint(2, 9)
+    return (
+        f"[{a}, {b})",
+        [f"[{a},{b})", f"\\left[{a}, {b}\\right)"],
+        [f"[{a}, {b + 1})", f"[{a - 1}, {b})", f"({a}, {b})", f"[{a}, {b}]"],
+    )
+
+
+def _tempt_units(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    # The gold is in hours; minutes change the number, a unit must not be stripped blindly.
+    halves = rng.choice([3, 5, 7, 9])  # a half hour: the decimal has a point
+    hours = Fraction(halves, 2)
+    text = _decimal(hours)
+    return (
+        text,
+        [f"{text} \\text{{ hours}}", f"\\frac{{{halves}}}{{2}}", f"{text} hours"],
+        [f"{int(hours * 60)} \\text{{ minutes}}", f"{int(hours * 60)} minutes",
+         text.replace(".", ""), f"{text} \\times 10^{{2}}"],
+    )  # fmt: skip
+
+
+def _tempt_negation(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    n = rng.randint(3, 99)  # 2! = 2
+    return (
+        str(n),
+        [f"{n}.0", f"+{n}", f"x = {n}"],
+        [f"-{n}", f"\\frac{{1}}{{{n}}}", f"{n}^{{-1}}", f"\\text{{not }} {n}", f"{n}!"],
+    )
+
+
+def _tempt_polynomial(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    b, c = rng.randint(2, 9), rng.randint(2, 9)
+    return (
+        f"x^3+{b}x-{c}",
+        [f"x^{{3}}+{b}x-{c}", f"{b}x+x^3-{c}", f"x^3 + {b} x - {c}"],
+        [f"x^3+{b}x+{c}", f"x^2+{b}x-{c}", f"{b}x^3+x-{c}", f"x^3-{b}x-{c}"],
+    )
+
+
 def _infinity(rng: random.Random) -> tuple[str, list[str], list[str]]:
     return "\\infty", ["\\infty", "+\\infty", "\\infty."], ["-\\infty", "0", "1"]
 
@@ -579,7 +668,17 @@ GENERATORS: dict[str, Generator] = {
     "complex": _complex,
     "power": _power,
     "infinity": _infinity,
+    "tempt_digits": _tempt_digits,
+    "tempt_radical_sign": _tempt_radical_sign,
+    "tempt_golden": _tempt_golden,
+    "tempt_point_swap": _tempt_point_swap,
+    "tempt_interval_end": _tempt_interval_end,
+    "tempt_units": _tempt_units,
+    "tempt_negation": _tempt_negation,
+    "tempt_polynomial": _tempt_polynomial,
 }
+PRECISION_KINDS = tuple(k for k in GENERATORS if k.startswith("tempt_"))
+"""Kinds whose near misses are built to tempt a lenient scorer: the precision set."""
 
 
 def make_cases(per_kind: int = 12, seed: int = 0) -> list[Case]:
@@ -689,9 +788,13 @@ def summarize(
               "equivalent": c[0], "non_equivalent": c[2]}
         for key, c in counts.items()
     }  # fmt: skip
+    tempted = [accepted for (case, _, _), accepted in zip(samples, verdicts, strict=True)
+               if case.kind in PRECISION_KINDS and not case.equivalent]  # fmt: skip
     report = {
         "recall": table["all"]["recall"],
         "false_accept_rate": table["all"]["false_accept"],
+        "precision_set_false_accept_rate": _rate(sum(tempted), len(tempted)),
+        "precision_set_near_misses": len(tempted),
         "samples": len(samples),
         "seconds": round(seconds, 3),
         "samples_per_s": round(len(samples) / seconds, 1),

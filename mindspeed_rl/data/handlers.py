@@ -7,8 +7,10 @@ The label is what the rule scorers compare against: the final answer, not a full
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -157,6 +159,32 @@ def countdown(row: RowView) -> Example:
     return Example(countdown_question(nums, target), countdown_label(nums, target))
 
 
+CHOICE_INSTRUCTION = "Answer with the letter of the correct option."
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+
+def shuffled_options(question: str, correct: str, incorrect: list[str]) -> tuple[list[str], str]:
+    """The options in an order fixed by the question's text (the same file gives the same
+    prompts on every machine and run) and the letter the correct one lands on."""
+    seed = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:8], "big")
+    order = list(range(1 + len(incorrect)))
+    random.Random(seed).shuffle(order)
+    options = [correct, *incorrect]
+    return [options[i] for i in order], OPTION_LETTERS[order.index(0)]
+
+
+def gpqa(row: RowView) -> Example:
+    """GPQA (its CSV's columns): ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``.
+    The question lists the four options as ``A) ...`` in a per-question shuffled order; the
+    label is the correct option's letter (the ``choice`` scorer reads it)."""
+    question = row.text("Question").strip()
+    correct = row.text("Correct Answer").strip()
+    incorrect = [row.text(f"Incorrect Answer {k}").strip() for k in (1, 2, 3)]
+    options, letter = shuffled_options(question, correct, incorrect)
+    listed = "\n".join(f"{a}) {o}" for a, o in zip(OPTION_LETTERS, options))
+    return Example(f"{question}\n\n{listed}\n\n{CHOICE_INSTRUCTION}", letter)
+
+
 def generic(row: RowView) -> Example:
     """Any dataset: ``question`` and ``label`` fields, renamed with ``map_keys``."""
     return Example(row.text("question"), row.text("label").strip())
@@ -178,6 +206,17 @@ HANDLERS: dict[str, Handler] = {
         Handler("math", ("problem", "solution"), math),
         Handler("gsm8k", ("question", "answer"), gsm8k),
         Handler("countdown", ("nums", "target"), countdown),
+        Handler(
+            "gpqa",
+            (
+                "Question",
+                "Correct Answer",
+                "Incorrect Answer 1",
+                "Incorrect Answer 2",
+                "Incorrect Answer 3",
+            ),
+            gpqa,
+        ),  # fmt: skip
         Handler("generic", ("question", "label"), generic),
     )
 }

@@ -1,4 +1,4 @@
-"""Raw dataset rows from json, jsonl or parquet files, each with where it came from.
+"""Raw dataset rows from json, jsonl, parquet or csv files, each with where it came from.
 
 A line that cannot be read (not UTF-8, not JSON, not an object) comes back as a record with an
 error, so the caller can stop with a message naming the file and line, or count it and go on.
@@ -14,8 +14,8 @@ from typing import Any
 
 from mindspeed_rl.errors import UserError
 
-FORMATS = ("auto", "json", "jsonl", "parquet")
-_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+FORMATS = ("auto", "json", "jsonl", "parquet", "csv")
+_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def input_format(path: Path, declared: str = "auto") -> str:
     if path.suffix.lower() not in _SUFFIXES:
         raise UserError(
             f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-            "use .json, .jsonl or .parquet, or set input_format"
+            "use .json, .jsonl, .parquet or .csv, or set input_format"
         )
     return _SUFFIXES[path.suffix.lower()]
 
@@ -101,9 +101,29 @@ def _parquet_records(path: Path) -> Iterator[Record]:
         raise UserError(f"{path}: cannot read as parquet: {err}") from None
 
 
+def _csv_records(path: Path) -> Iterator[Record]:
+    """Rows of a CSV file with a header line (GPQA ships as one); fields are text."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            for index, row in enumerate(reader, start=1):
+                where = f"{path}: row {index}"
+                if None in row or None in row.values():
+                    yield Record(where, None, "not as many fields as the header names")
+                    continue
+                yield Record(where, dict(row))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: cannot read as CSV: {err}") from None
+
+
 def read_records(path: Path, declared_format: str = "auto") -> Iterator[Record]:
     """Every row of ``path`` in file order; blank jsonl lines are not rows."""
     if not path.is_file():
         raise UserError(f"{path}: input file not found; fix 'input' in the dataset config")
-    readers = {"json": _json_records, "jsonl": _jsonl_records, "parquet": _parquet_records}
+    readers = {"json": _json_records, "jsonl": _jsonl_records, "parquet": _parquet_records,
+               "csv": _csv_records}  # fmt: skip
     return readers[input_format(path, declared_format)](path)

@@ -33,7 +33,7 @@ BUNDLED = {"gsm8k": REPO_ROOT / "assets" / "gsm8k" / "test.jsonl"}
 """Named held-out sets that ship with the repository (used when ``data/NAME/test`` is not
 preprocessed)."""
 
-SCORER_OF_HANDLER = {"gsm8k": "gsm8k", "countdown": "countdown"}
+SCORER_OF_HANDLER = {"gsm8k": "gsm8k", "countdown": "countdown", "gpqa": "choice"}
 """Accuracy scorer by dataset handler; every other handler's labels are math answers."""
 
 SCORER_OF_DATASET = {"arithmetic": "gsm8k"}
@@ -354,7 +354,15 @@ def _math_key(answer: str) -> str | None:
     return _SPACES.sub("", normalized)
 
 
-VOTE_KEYS = {"gsm8k": _number_key, "countdown": _math_key, "math": _math_key}
+def _choice_key(answer: str) -> str | None:
+    from mindspeed_rl.rewards.choice import choice_letter
+
+    letter = choice_letter(answer)
+    return letter if isinstance(letter, str) else None
+
+
+VOTE_KEYS = {"gsm8k": _number_key, "countdown": _math_key, "math": _math_key,
+             "choice": _choice_key}  # fmt: skip
 """How each accuracy scorer's answers are compared for majority voting (others: as math)."""
 
 

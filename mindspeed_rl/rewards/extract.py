@@ -17,6 +17,13 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # so a response made of thousands of broken boxes stays linear.
 _MAX_BOX_TRIES = 4
 
+# "The final answer is", "Answer:", "So the answer is:", "Therefore, the result =": a lead-in
+# before the answer inside the tags. It must end in "is", ":" or "=", so a bare "answer" stays.
+_LEAD_IN_RE = re.compile(
+    r"(?:(?:so|thus|therefore|hence)\b[\s,]*)?(?:the\s+)?(?:final\s+)?"
+    r"(?:answer|result|solution)\s*(?::|\bis\b\s*:?|=)\s*",
+    re.IGNORECASE,
+)
 _NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 _PLAIN_NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[-+]?\.\d+")
 
@@ -89,16 +96,26 @@ def answer_tag_content(text: str) -> str | None:
     return content
 
 
+def strip_lead_in(answer: str) -> str:
+    """``answer`` without a leading "The final answer is" / "Answer:" (kept when nothing
+    follows the lead-in)."""
+    match = _LEAD_IN_RE.match(answer)
+    if match is None or match.end() == len(answer):
+        return answer
+    return answer[match.end() :].strip()
+
+
 def extract_answer(response: str) -> str | None:
     """The final answer of an R1-style response, or None when it gives none.
 
-    The last ``<answer>`` block wins; inside it a ``\\boxed{}`` narrows the answer down. Without
-    answer tags, the last ``\\boxed{}`` of the response is the answer.
+    The last ``<answer>`` block wins; inside it a ``\\boxed{}`` narrows the answer down, else
+    the block without a lead-in ("The final answer is ..."). Without answer tags, the last
+    ``\\boxed{}`` of the response is the answer.
     """
     content = answer_tag_content(response)
     if content is not None:
         boxed = last_boxed(content)
-        return (boxed if boxed is not None else content).strip()
+        return boxed.strip() if boxed is not None else strip_lead_in(content.strip())
     boxed = last_boxed(response)
     return boxed.strip() if boxed is not None else None
 

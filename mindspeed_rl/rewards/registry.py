@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mindspeed_rl.rewards.base import RewardResult, Scorer
+from mindspeed_rl.rewards.choice import choice_accuracy
 from mindspeed_rl.rewards.countdown import countdown_accuracy
 from mindspeed_rl.rewards.format import r1_format_lenient, r1_format_strict
 from mindspeed_rl.rewards.gsm8k import gsm8k_accuracy
@@ -27,6 +28,7 @@ SCORERS: dict[str, Scorer] = {
     "format_lenient": r1_format_lenient,
     "gsm8k": gsm8k_accuracy,
     "countdown": countdown_accuracy,
+    "choice": choice_accuracy,
 }
 """Built-in scorers by name. A config may also name any ``package.module:function``."""
 

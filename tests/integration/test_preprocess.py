@@ -67,12 +67,33 @@ def arithmetic_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
     return write_jsonl(tmp_path / "arithmetic.jsonl", test), [r["label"] for r in test]
 
 
+def gpqa_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    import csv
+
+    from mindspeed_rl.data.handlers import shuffled_options
+
+    path = tmp_path / "gpqa_diamond.csv"
+    header = ["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+              "Incorrect Answer 3", "Subdomain"]  # fmt: skip
+    labels = []
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i in range(10):
+            question = f"Which value, of several, is {i}?\nSecond line."
+            row = [question, str(i), str(i + 1), str(i + 2), f"{i}, or not"]
+            writer.writerow([*row, "Physics"])
+            labels.append(shuffled_options(question, row[1], row[2:5])[1])
+    return path, labels
+
+
 FIXTURES = {
     "arithmetic": arithmetic_fixture,
     "deepscaler": deepscaler_fixture,
     "math": math_fixture,
     "gsm8k": gsm8k_fixture,
     "countdown": countdown_fixture,
+    "gpqa": gpqa_fixture,
 }
 
 

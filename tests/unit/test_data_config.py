@@ -47,7 +47,7 @@ def test_overrides():
         (["workers"], "expected key=value"),
         (["workers=0"], "workers must be an integer >= 1"),
         (["max_prompt_length=-5"], "max_prompt_length must be a positive integer"),
-        (["input_format=csv"], "input_format must be one of"),
+        (["input_format=tsv"], "input_format must be one of"),
         (["skip_bad_rows=maybe"], "skip_bad_rows must be true or false"),
         (["workers=[1"], "gsm8k.yaml"),
     ],

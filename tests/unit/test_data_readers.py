@@ -53,11 +53,23 @@ def test_parquet(tmp_path):
 def test_unreadable_inputs(tmp_path):
     with pytest.raises(UserError, match="input file not found"):
         read_records(tmp_path / "none.jsonl")
-    odd = tmp_path / "d.csv"
-    odd.write_text("a,b\n")
+    odd = tmp_path / "d.tsv"
+    odd.write_text("a\tb\n")
     with pytest.raises(UserError, match="cannot tell the format"):
         read_records(odd)
     fake = tmp_path / "d.parquet"
     fake.write_text("not parquet")
     with pytest.raises(UserError, match="cannot read as parquet"):
         list(read_records(fake))
+
+
+def test_csv_rows_with_a_header(tmp_path):
+    path = tmp_path / "gpqa.csv"
+    path.write_text('Question,Correct Answer\n"What, exactly?",Argon\nshort,"two\nlines"\nbad\n')
+    records = list(read_records(path))
+    assert [r.row for r in records[:2]] == [
+        {"Question": "What, exactly?", "Correct Answer": "Argon"},
+        {"Question": "short", "Correct Answer": "two\nlines"},
+    ]
+    assert records[2].row is None and "not as many fields" in records[2].error
+    assert records[2].where == f"{path}: row 3"

@@ -69,3 +69,14 @@ def test_numbers():
     assert last_number("I paid $1,200.50 for 3 items, so 18 dollars") == 18
     assert last_number("$1,200.50") == Fraction(240100, 200)
     assert last_number("none") is None
+
+
+def test_lead_ins_are_stripped_inside_answer_tags_only():
+    from mindspeed_rl.rewards.extract import strip_lead_in
+
+    assert extract_answer("<answer>The final answer is \\sqrt{51}</answer>") == "\\sqrt{51}"
+    assert extract_answer("<answer>Answer: 7</answer>") == "7"
+    assert extract_answer("<answer>So the result = 3</answer>") == "3"
+    assert strip_lead_in("The answer is") == "The answer is"  # nothing after it: kept
+    assert strip_lead_in("x = 5") == "x = 5"  # a variable, not a lead-in
+    assert strip_lead_in("answers vary") == "answers vary"

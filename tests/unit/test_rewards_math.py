@@ -207,3 +207,30 @@ def test_bench_case_set_slice():
         if (math_accuracy(wrap(case.answer), case.gold).value == 1.0) != case.equivalent
     ]
     assert not wrong, wrong[:10]
+
+
+@pytest.mark.parametrize(
+    ("answer", "label"),
+    [
+        ("The final answer is \\sqrt{51}", "\\sqrt{51}"),
+        ("The final answer is (3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+        ("The final answer is x^3+3x-6", "x^3+3x-6"),
+        ("Answer: \\frac{3}{4}", "\\frac{3}{4}"),
+        ("Therefore, the answer is: 12", "12"),
+    ],
+)
+def test_bare_latex_after_a_lead_in_inside_the_tags(answer, label):
+    assert math_accuracy(f"<think>...</think> <answer>{answer}</answer>", label).value == 1.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "label"),
+    [
+        ("The final answer is 49\\sqrt{2}", "49"),  # math-verify alone reads the first number
+        ("The final answer is x^3+3x+6", "x^3+3x-6"),
+        ("Answer: (2, 3)", "(3, 2)"),
+        ("The answer is \\text{not } 5", "5"),
+    ],
+)
+def test_a_lead_in_does_not_make_a_wrong_answer_right(answer, label):
+    assert math_accuracy(f"<think>...</think> <answer>{answer}</answer>", label).value == 0.0
