@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mindspeed_rl.rewards import RewardConfig, RewardScorer
 
+    if args.output is not None and args.output.is_dir():
+        raise UserError(f"--output {args.output} is a folder; name the JSONL file to write")
+
     try:
         config = RewardConfig(
             scorers=parse_scorers(args.scorer), timeout_s=args.timeout, workers=args.workers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,9 +271,10 @@ class ResourcesConfig:
     def __post_init__(self) -> None:
         if self.nnodes < 1 or self.devices_per_node < 1:
             raise ValueError("resources.nnodes and devices_per_node must be >= 1")
-        if self.device_memory_gb < 0:
+        if not 0 <= self.device_memory_gb < math.inf:
             raise ValueError(
-                f"resources.device_memory_gb must be >= 0, got {self.device_memory_gb}"
+                f"resources.device_memory_gb must be a finite number >= 0, got "
+                f"{self.device_memory_gb}"
             )
         if self.device not in ("auto", "cpu", "cuda", "npu"):
             raise ValueError(
@@ -364,9 +366,12 @@ class GRPOConfig:
             return
         hf_config = resolve(m.hf_dir) / "config.json"
         if not hf_config.is_file():
+            bundled = Path(m.hf_dir).name == "SmolLM2-135M-Instruct"
+            fix = ("run `python tools/prepare_smollm2.py`" if bundled else
+                   "place the HF model there (config, tokenizer, safetensors)")  # fmt: skip
             raise UserError(
-                f"model.hf_dir: {hf_config} not found; run `python tools/prepare_smollm2.py` "
-                "or point model.hf_dir at an HF model directory"
+                f"model.hf_dir: {hf_config} not found; {fix} or point model.hf_dir at an HF "
+                "model directory"
             )
         from mindspeed_rl.models.registry import family_for_architecture
 
@@ -391,7 +396,29 @@ class GRPOConfig:
                     f"{key}: no preprocessed dataset at {resolve(prefix)}_prompt.idx; run "
                     "`bash examples/data/preprocess_data.sh NAME` first"
                 )
+        self._check_prompt_lengths()
         self._check_tokenizer()
+
+    def _check_prompt_lengths(self) -> None:
+        """The longest prompt plus sampling.max_tokens fits rollout.max_model_len (else the
+        engine would refuse it hours into a run, or cut the response short)."""
+        from mindspeed_rl.data.indexed import PromptDataset
+
+        for key, prefix in (
+            ("data.train_prefix", self.data.train_prefix),
+            ("data.val_prefix", self.data.val_prefix),
+        ):
+            if not prefix:
+                continue
+            dataset = PromptDataset(resolve(prefix))  # its index is mapped while it lives
+            longest = int(dataset.prompt_lengths.max()) if len(dataset) else 0
+            if longest + self.sampling.max_tokens > self.rollout.max_model_len:
+                raise UserError(
+                    f"{key}: the longest prompt has {longest} tokens; with "
+                    f"sampling.max_tokens={self.sampling.max_tokens} that exceeds "
+                    f"rollout.max_model_len={self.rollout.max_model_len}; raise max_model_len "
+                    "or preprocess with a lower max_prompt_length"
+                )
 
     def _check_tokenizer(self) -> None:
         """The datasets were tokenized with the policy's tokenizer (their summaries say which)."""

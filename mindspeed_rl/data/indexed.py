@@ -111,5 +111,6 @@ class PromptDataset:
 
     @property
     def prompt_lengths(self) -> np.ndarray:
-        """Prompt length in tokens of every row."""
-        return self._prompts.sequence_lengths
+        """Prompt length in tokens of every row (a copy: the index's memory map closes with
+        the dataset, and a view of it would outlive it)."""
+        return np.array(self._prompts.sequence_lengths)

@@ -8,6 +8,7 @@ tables.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from mindspeed_rl.errors import UserError
@@ -56,8 +57,10 @@ def print_plan(cfg: GRPOConfig, config_name: str, device_memory_gb: float | None
     from mindspeed_rl.errors import EXIT_USER_ERROR
     from mindspeed_rl.plan.report import render_text
 
-    if device_memory_gb is not None and device_memory_gb < 0:
-        raise UserError(f"--device-memory-gb must be >= 0, got {device_memory_gb:g}")
+    if device_memory_gb is not None and not 0 <= device_memory_gb < math.inf:
+        raise UserError(
+            f"--device-memory-gb must be a finite number >= 0, got {device_memory_gb:g}"
+        )
     plan = plan_config(cfg, device_memory_gb)
     print(render_text(plan, config_name), end="")
     return 0 if plan.fits else EXIT_USER_ERROR

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mindspeed_rl.errors import UserError
 from mindspeed_rl.rewards.base import RewardResult, Scorer
 from mindspeed_rl.rewards.choice import choice_accuracy
 from mindspeed_rl.rewards.countdown import countdown_accuracy
@@ -136,6 +137,15 @@ class RewardScorer:
         names = list(self.config.scorers)
         tasks = [(name, r, lab) for r, lab in zip(responses, labels) for name in names]
         scores = self._pool.run(tasks)
+        for k, score in enumerate(scores):
+            if not math.isfinite(score.value):
+                i, j = divmod(k, len(names))
+                preview = responses[i][-80:].replace("\n", " ")
+                raise UserError(
+                    f"reward scorer {names[j]!r} gave {score.value} for response {i} "
+                    f"(...{preview!r}){': ' + score.reason if score.reason else ''}; a scorer "
+                    "must return a finite Score (or number)"
+                )
         results = []
         for i in range(len(responses)):
             mine = dict(zip(names, scores[i * len(names) : (i + 1) * len(names)]))

@@ -9,6 +9,7 @@ which task it is on. It exits when the parent sends None or goes away.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -25,6 +26,18 @@ def _exit_with_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(1.0)
     os._exit(1)
+
+
+def as_score(result: object) -> Score:
+    """What a scorer returned as a Score: a Score, or a plain number (its value). Anything
+    else comes back as NaN with the reason, which the pool's caller refuses (see
+    RewardScorer.score_batch): a scorer that returns the wrong thing is a bug to fix, not a
+    zero reward to train on."""
+    if isinstance(result, Score):
+        return result
+    if isinstance(result, int | float) and not isinstance(result, bool):
+        return Score(float(result))
+    return Score(math.nan, f"returned {type(result).__name__}, not a Score or a number")
 
 
 def serve(conn: Connection, memory_limit_mb: int | None) -> None:
@@ -49,7 +62,7 @@ def serve(conn: Connection, memory_limit_mb: int | None) -> None:
             return
         for task_id, name, response, label in chunk:
             try:
-                score = resolve_scorer(name)(response, label)
+                score = as_score(resolve_scorer(name)(response, label))
             except Exception as err:  # a scorer bug must not take the worker down
                 score = Score(0.0, f"error: {type(err).__name__}")
             conn.send((task_id, score.value, score.reason))

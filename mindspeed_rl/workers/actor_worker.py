@@ -27,6 +27,29 @@ def _send_output_to(log_file: str | None) -> None:
         redirect_process_output(Path(log_file))
 
 
+def load_checkpoint_file(path: Path) -> dict:
+    """A ``.pt`` file of a checkpoint, read with ``weights_only=True`` (tensors, containers and
+    numbers; no pickled code): a file that needs more is refused in one line."""
+    from mindspeed_rl.errors import UserError
+
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the checkpoint is incomplete") from None
+    except Exception as err:
+        raise UserError(
+            f"{path}: not a plain checkpoint file ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); refusing to unpickle it"
+        ) from None
+
+
+def _tuples(value):
+    """``random.getstate()`` as saved (tuples) or as JSON-like lists, back to tuples."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 class HybridActorWorker:
     """Ray actor body. ``setup`` joins the process group and builds everything."""
 
@@ -193,10 +216,12 @@ class HybridActorWorker:
         from mindspeed_rl.training.model import stage_state_dict
 
         root_path = Path(root)
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        # Plain tensors, lists and numbers only: a resume reads it with weights_only=True.
         rng = {
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         }
         rng_dir = root_path / mf.iter_dir_name(iteration) / "rng"
         rng_dir.mkdir(parents=True, exist_ok=True)
@@ -233,17 +258,18 @@ class HybridActorWorker:
             dp_rank = ps.get_data_parallel_rank()
         else:  # the file of the DP rank < EP holding the same experts (see save)
             dp_rank = ps.get_expert_model_parallel_rank() if self.cfg.model.ep > 1 else 0
+        # weights_only: a checkpoint folder others can write to must not run code here.
         opt.load_state(
             self.optimizer,
-            torch.load(self._optimizer_file(root_path, iteration, dp_rank), weights_only=False),
+            load_checkpoint_file(self._optimizer_file(root_path, iteration, dp_rank)),
         )
-        rng = torch.load(
-            root_path / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt",
-            weights_only=False,
+        rng = load_checkpoint_file(
+            root_path / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt"
         )
         torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        random.setstate(_tuples(rng["python"]))
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
     # -- preflight -------------------------------------------------------------------------
 

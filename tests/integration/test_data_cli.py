@@ -159,3 +159,15 @@ def test_score_cli_errors(tmp_path):
         f"{source}:2",
         "invalid JSON",
     )
+
+
+def test_score_cli_refuses_a_folder_output_and_non_finite_scores(tmp_path):
+    source = tmp_path / "gens.jsonl"
+    source.write_text('{"response": "<answer>1</answer>", "label": "1"}\n')
+    folder = tmp_path / "out"
+    folder.mkdir()
+    args = ("cli/score.py", "--input", str(source))
+    assert_one_line_error(cli(*args, "--scorer", "math", "--output", str(folder)), "is a folder")
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*tmp*"))
+    nan = cli(*args, "--scorer", "tests.unit.test_rewards_config:_nan_scorer")
+    assert_one_line_error(nan, "gave nan for response 0")

@@ -314,7 +314,8 @@ def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: 
     for run in ("unbroken", "restored"):
         if run == "restored":
             saved.seek(0)
-            state = torch.load(saved, weights_only=False)
+            # What a resume reads: weights_only, so the optimizer state must be plain data.
+            state = torch.load(saved, weights_only=True)
             load_model_state(unwrap(chunks[0]), state["model"])
             opt.load_state(optimizer, state["optim"])
         norms[run] = [actor.update(samples, everything, lr=1e-3)["actor/grad_norm"]

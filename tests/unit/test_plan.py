@@ -384,8 +384,9 @@ def test_plan_cli_exit_codes(qwen32b_dir, capsys):
     assert "does not fit on 64 GB" in out and "rollout.infer_tp=" in out
     assert plan_cli.main(["--config-name", "grpo_smollm2_cpu", "--device-memory-gb", "80"]) == 0
     assert "fits: peak" in capsys.readouterr().out
-    assert plan_cli.main(["--config-name", "grpo_qwen25_7b", "--device-memory-gb", "-1"]) == 2
-    assert "--device-memory-gb must be >= 0" in capsys.readouterr().err
+    for bad in ("-1", "nan", "inf"):
+        assert plan_cli.main(["--config-name", "grpo_qwen25_7b", "--device-memory-gb", bad]) == 2
+        assert "--device-memory-gb must be a finite number >= 0" in capsys.readouterr().err
 
 
 def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):

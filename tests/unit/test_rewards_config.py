@@ -57,3 +57,31 @@ def test_advantage_estimators_by_name_and_their_group_size():
     cfg.algorithm.advantage = "grpo"
     with pytest.raises(UserError, match="algorithm.advantage=grpo needs sampling.n >= 2"):
         cfg.validate(check_files=False)
+
+
+def _nan_scorer(response: str, label: str):
+    return float("nan")
+
+
+def _float_scorer(response: str, label: str):
+    return 0.25
+
+
+def _text_scorer(response: str, label: str):
+    return "right"
+
+
+def test_scorers_returning_numbers_or_non_finite_values(monkeypatch):
+    # Scorers named module:function run in the pool's worker processes, which import this
+    # module by name: the repository root is on their path (tests/ is a package).
+    from mindspeed_rl.errors import UserError
+    from mindspeed_rl.rewards.registry import RewardScorer
+
+    module = "tests.unit.test_rewards_config"
+    with RewardScorer(RewardConfig(scorers={f"{module}:_float_scorer": 1.0}, workers=1)) as s:
+        assert s.score_batch(["x"], ["y"])[0].total == 0.25  # a plain float is its value
+    for name, message in (("_nan_scorer", r"gave nan for response 0"),
+                          ("_text_scorer", r"returned str, not a Score or a number")):  # fmt: skip
+        config = RewardConfig(scorers={f"{module}:{name}": 1.0}, workers=1)
+        with RewardScorer(config) as scorer, pytest.raises(UserError, match=message):
+            scorer.score_batch(["a response"], ["label"])

@@ -1,0 +1,35 @@
+"""Start-up checks that read the files a run will use (``--check``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindspeed_rl.config.grpo import GRPOConfig
+from mindspeed_rl.data.indexed import PromptDataset, write_prompt_dataset
+from mindspeed_rl.errors import UserError
+
+
+def test_the_longest_prompt_must_leave_room_for_the_response(tmp_path, tiny_qwen2_dir):
+    prefix = tmp_path / "train"
+    write_prompt_dataset(prefix, [([1] * 10, "1"), ([2] * 40, "2"), ([3] * 5, "3")], {})
+    cfg = GRPOConfig()
+    cfg.model.hf_dir = str(tiny_qwen2_dir)
+    cfg.data.train_prefix = str(prefix)
+    cfg.data.val_prefix = ""
+    cfg.resources.devices_per_node = 1
+    cfg.data.prompts_per_iteration = 1
+    cfg.sampling.n = 2
+    cfg.trainer.micro_batch_size = 1
+    cfg.rollout.max_model_len = 64
+    cfg.sampling.max_tokens = 24  # 40 + 24 = 64: fits exactly
+    cfg.validate(check_files=True)
+    cfg.sampling.max_tokens = 25
+    with pytest.raises(UserError, match="the longest prompt has 40 tokens.*max_model_len=64"):
+        cfg.validate(check_files=True)
+
+
+def test_prompt_lengths_outlive_their_dataset(tmp_path):
+    prefix = tmp_path / "ds"
+    write_prompt_dataset(prefix, [([1] * 7, "a")], {})
+    lengths = PromptDataset(prefix).prompt_lengths  # the dataset (and its mapping) is gone
+    assert int(lengths.max()) == 7
