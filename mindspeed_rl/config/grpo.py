@@ -220,7 +220,11 @@ class TrainerConfig:
     output_dir: str = "runs/grpo"
     """Run directory: metrics, curves, checkpoints, the exported HF model."""
     resume: str = "auto"
-    """auto: continue from the newest complete checkpoint in output_dir if any; never."""
+    """auto: continue from the newest complete checkpoint in output_dir (an iter_N folder with
+    its trainer state; the tracker file is not trusted) if any; never: start from iteration 1."""
+    overwrite: bool = False
+    """Let a run that starts from iteration 1 replace a previous run's metrics and checkpoints
+    in output_dir (without it, such a start is refused)."""
     export_hf: bool = True
     """Convert the final checkpoint to an HF model in <output_dir>/hf."""
     seed: int = 1234
@@ -267,10 +271,16 @@ class ResourcesConfig:
     device_memory_gb: float = 0.0
     """Memory of one device in GB; > 0: refuse at start-up a layout whose predicted peak
     (``cli/plan.py``) exceeds it; 0: not checked."""
+    placement_timeout_s: float = 600.0
+    """How long to wait for Ray to place every rank before stopping with what is missing."""
 
     def __post_init__(self) -> None:
         if self.nnodes < 1 or self.devices_per_node < 1:
             raise ValueError("resources.nnodes and devices_per_node must be >= 1")
+        if not self.placement_timeout_s > 0:
+            raise ValueError(
+                f"resources.placement_timeout_s must be > 0, got {self.placement_timeout_s}"
+            )
         if not 0 <= self.device_memory_gb < math.inf:
             raise ValueError(
                 f"resources.device_memory_gb must be a finite number >= 0, got "

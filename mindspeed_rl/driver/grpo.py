@@ -45,15 +45,17 @@ from mindspeed_rl.driver.metrics import (
     duration,
     reward_part,
     timing,
+    truncate_after,
 )
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.rollout.base import SamplingConfig
 from mindspeed_rl.sample import Batch, Finish, Sample
 from mindspeed_rl.training.optimizer import lr_at
 from mindspeed_rl.utils.console import plural, shown
-from mindspeed_rl.utils.fs import atomic_write_text
+from mindspeed_rl.utils.fs import atomic_write_text, fsync_tree
 
 TRAINER_STATE = "trainer_state.json"
+SAMPLES_FILE = "samples.jsonl"
 
 
 class Timer:
@@ -232,23 +234,32 @@ def rollout_metrics(batch: Batch, acc_part: str, fmt_part: str | None) -> dict[s
 
 
 def latest_checkpoint(root: Path) -> int | None:
-    tracker = root / mf.TRACKER
-    if not tracker.is_file():
-        return None
-    iteration = int(tracker.read_text().strip())
-    if not (root / mf.iter_dir_name(iteration) / TRAINER_STATE).is_file():
-        return None
-    return iteration
+    """The newest complete checkpoint under ``root`` (an ``iter_N`` folder with its trainer
+    state, which a save writes before the folder gets its name), or None. The tracker file is
+    a pointer for Megatron tools, not trusted here: missing, empty, or pointing at a folder
+    that is gone, the newest complete one is still found."""
+    complete = [
+        int(d.name.removeprefix("iter_"))
+        for d in root.glob("iter_*")
+        if d.name.removeprefix("iter_").isdigit() and (d / TRAINER_STATE).is_file()
+    ]
+    return max(complete, default=None)
 
 
 def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> None:
-    """All ranks write into a temporary directory; it becomes iter_N by one rename, and the
-    tracker moves last, so a kill at any point leaves the previous checkpoint usable."""
+    """All ranks write into a temporary directory; it is flushed to disk and becomes iter_N by
+    one rename, and the tracker moves last, so a kill (or a power loss) at any point leaves
+    the previous checkpoint usable. A failed save leaves nothing behind."""
     tmp = root / f".tmp-{mf.iter_dir_name(iteration)}"
     shutil.rmtree(tmp, ignore_errors=True)
-    group.save(tmp, iteration)
-    state = {"iteration": iteration, "loader": loader.state_dict()}
-    (tmp / mf.iter_dir_name(iteration) / TRAINER_STATE).write_text(json.dumps(state))
+    try:
+        group.save(tmp, iteration)
+        state = {"iteration": iteration, "loader": loader.state_dict()}
+        (tmp / mf.iter_dir_name(iteration) / TRAINER_STATE).write_text(json.dumps(state))
+        fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = root / mf.iter_dir_name(iteration)
     shutil.rmtree(final, ignore_errors=True)
     (tmp / mf.iter_dir_name(iteration)).rename(final)
@@ -256,21 +267,80 @@ def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> 
     atomic_write_text(root / mf.TRACKER, f"{iteration}\n")
 
 
+def previous_run(out: Path, metrics_dir: Path) -> str | None:
+    """What a previous run left (metric rows in ``metrics_dir``, checkpoints in ``out``)."""
+    from mindspeed_rl.driver.metrics import METRICS_FILE, load_metrics
+
+    found = []
+    metrics = metrics_dir / METRICS_FILE
+    if metrics.is_file() and (rows := load_metrics(metrics)):
+        found.append(f"{len(rows)} iterations in {METRICS_FILE}")
+    checkpoints = sorted((out / "checkpoints").glob("iter_*"))
+    if checkpoints:
+        found.append(f"checkpoints {', '.join(c.name for c in checkpoints[-3:])}")
+    return "; ".join(found) or None
+
+
+def start_fresh(out: Path, cfg: GRPOConfig) -> None:
+    """A run that starts from iteration 1 in ``out``: refused when a previous run's history
+    is there, unless ``trainer.overwrite`` says to replace it (then its checkpoints go too,
+    so no later resume can pick one of them up)."""
+    history = previous_run(out, Path(cfg.logging.dir))
+    if history is None:
+        return
+    if not cfg.trainer.overwrite:
+        raise UserError(
+            f"trainer.output_dir {shown(out)} holds a previous run ({history}) and this run "
+            "would start from iteration 1; resume it (trainer.resume=auto, the default, needs "
+            "a complete checkpoint), pick another trainer.output_dir, or set "
+            "trainer.overwrite=true to replace it"
+        )
+    ckpt_root = out / "checkpoints"
+    for old in ckpt_root.glob("iter_*"):
+        shutil.rmtree(old)
+    (ckpt_root / mf.TRACKER).unlink(missing_ok=True)
+
+
 # -- the run -----------------------------------------------------------------------------
 
 
+INIT_SOURCE = "source.json"
+"""What ``<output_dir>/init_mcore`` was converted from (see :func:`init_fingerprint`)."""
+
+
+def init_fingerprint(hf_dir: Path, tp: int, pp: int) -> dict:
+    """What the converted initial checkpoint depends on: the HF folder, its config, its weight
+    files (names, sizes, modification times) and the layout."""
+    import hashlib
+
+    weights = sorted(
+        (p.name, p.stat().st_size, int(p.stat().st_mtime))
+        for p in hf_dir.iterdir()
+        if p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")
+    )
+    config = hashlib.sha256((hf_dir / "config.json").read_bytes()).hexdigest()
+    return {"hf_dir": str(hf_dir), "config_sha256": config, "weights": weights, "tp": tp, "pp": pp}
+
+
 def prepare_initial_checkpoint(cfg: GRPOConfig, out: Path) -> Path:
-    """The Megatron checkpoint training starts from (converted from HF on first use)."""
+    """The Megatron checkpoint training starts from: ``model.load_dir``, else ``model.hf_dir``
+    converted into ``<output_dir>/init_mcore`` — again whenever the HF model or the layout is
+    not the one it was converted from (a run that changes the model but keeps its output_dir
+    must not train the old one)."""
     if cfg.model.load_dir:
         return resolve(cfg.model.load_dir)
     from mindspeed_rl.checkpoint.convert import hf_to_mcore
 
     init = out / "init_mcore"
-    if mf.TRACKER not in {p.name for p in init.glob("*")}:
+    hf_dir = resolve(cfg.model.hf_dir)
+    wanted = json.loads(json.dumps(init_fingerprint(hf_dir, cfg.model.tp, cfg.model.pp)))
+    source = init / INIT_SOURCE
+    current = json.loads(source.read_text()) if source.is_file() else None
+    if current != wanted or not (init / mf.TRACKER).is_file():
         # In the HF checkpoint's own dtype, not model.params_dtype: the optimizer's fp32 main
         # params start from these values (training.optimizer.init_main_params).
-        hf_to_mcore(resolve(cfg.model.hf_dir), init, tp=cfg.model.tp, pp=cfg.model.pp,
-                    overwrite=True)  # fmt: skip
+        hf_to_mcore(hf_dir, init, tp=cfg.model.tp, pp=cfg.model.pp, overwrite=True)
+        atomic_write_text(source, json.dumps(wanted, indent=1))
     return init
 
 
@@ -373,25 +443,34 @@ def final_summary(out: Path, metrics_file: Path, seconds: float, iterations: int
 
 
 def train(
-    cfg: GRPOConfig, config_name: str = "grpo", console: TextIO | None = None
+    cfg: GRPOConfig,
+    config_name: str = "grpo",
+    console: TextIO | None = None,
+    make_group: Callable | None = None,
 ) -> dict[str, float]:
     """Run GRPO as configured; returns the last iteration's metrics. Console lines (summary,
-    progress, checkpoints) go to ``console`` (default stderr)."""
+    progress, checkpoints) go to ``console`` (default stderr). ``make_group(cfg, load_dir,
+    hf_meta_dir)`` builds the worker group (default: the Ray one; tests pass a fake)."""
     from mindspeed_rl.accelerator import hide_expected_cpu_notices
-    from mindspeed_rl.workers.group import WorkerGroup
+
+    if make_group is None:
+        from mindspeed_rl.workers.group import WorkerGroup as make_group
 
     began = time.perf_counter()
     hide_expected_cpu_notices()
     cfg = resolved(cfg)
     out = resolve(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ckpt_root = out / "checkpoints"
+    resume = latest_checkpoint(ckpt_root) if cfg.trainer.resume == "auto" else None
+    if resume is None:
+        start_fresh(out, cfg)  # before anything of a previous run is written over
+    truncate_after(out / SAMPLES_FILE, resume)  # a resumed run repeats what followed
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     load_dir = prepare_initial_checkpoint(cfg, out)
-    ckpt_root = out / "checkpoints"
     ckpt_root.mkdir(exist_ok=True)
     if not (ckpt_root / mf.HF_META_DIR).is_dir():
         shutil.copytree(load_dir / mf.HF_META_DIR, ckpt_root / mf.HF_META_DIR)
-    resume = latest_checkpoint(ckpt_root) if cfg.trainer.resume == "auto" else None
     loader = PromptLoader(PromptLoaderConfig(
         data_prefix=str(resolve(cfg.data.train_prefix)),
         batch_size=cfg.data.prompts_per_iteration, seed=cfg.data.seed,
@@ -406,7 +485,7 @@ def train(
         logger.message(line)
     try:
         ready = time.perf_counter()
-        group = WorkerGroup(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
+        group = make_group(cfg, load_dir, ckpt_root / mf.HF_META_DIR)
         try:
             nodes = len({p["node_id"] for p in group.placement})
             logger.message(f"workers ready in {duration(time.perf_counter() - ready)} "
@@ -497,7 +576,7 @@ def run_iterations(
 
 def _write_samples(out: Path, iteration: int, batch: Batch) -> None:
     """A few responses per iteration, to read what the policy writes."""
-    with (out / "samples.jsonl").open("a") as f:
+    with (out / SAMPLES_FILE).open("a") as f:
         for s in batch.samples[:4]:
             row = {"iteration": iteration, "reward": s.total_reward, "text": s.text,
                    "reasons": s.reward.reasons}  # fmt: skip

@@ -9,6 +9,7 @@ reward worker), and the only place the driver's side talks to Ray.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,8 @@ from mindspeed_rl.errors import UserError
 from mindspeed_rl.rollout.base import SamplingConfig
 from mindspeed_rl.sample import Batch, Sample, sample_groups
 from mindspeed_rl.utils.console import logs_dir
+
+log = logging.getLogger(__name__)
 
 
 def _ld_preload() -> str:
@@ -108,7 +111,18 @@ class WorkerGroup:
                 )
         bundle = {"CPU": res.cpus_per_worker, **acc.ray_bundle}
         self.pg = placement_group([dict(bundle) for _ in range(res.world_size)], strategy="PACK")
-        ray.get(self.pg.ready())
+        try:
+            ray.get(self.pg.ready(), timeout=res.placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.pg)
+            raise UserError(
+                f"Ray could not place {res.world_size} ranks of {bundle} within "
+                f"{res.placement_timeout_s:g} s; the cluster has {ray.cluster_resources()} "
+                "(`ray status` shows what is missing: a node that did not join, fewer devices "
+                "than resources.devices_per_node, too few CPUs for resources.cpus_per_worker)"
+            ) from None
         from ray.util.placement_group import placement_group_table
 
         table = placement_group_table(self.pg)["bundles_to_node_id"]
@@ -173,7 +187,6 @@ class WorkerGroup:
         engine's first rank's completions are used. Prompt i samples with ``sampling.seed + i``
         whatever the number of engines.
         """
-        import ray
 
         engines = self.engines()
         shards = [s for s in _shards(len(prompts), len(engines)) if len(s)]
@@ -183,8 +196,8 @@ class WorkerGroup:
             refs = [w.generate.remote([prompts[i] for i in shard], seeded) for w in ranks]
             firsts.append(refs[0])
             followers += refs[1:]
-        completions = [g for shard in ray.get(firsts) for g in shard]
-        ray.get(followers)  # the other ranks of each engine: the same completions
+        results = wait_all([*firsts, *followers])  # followers: the same completions
+        completions = [g for shard in results[: len(firsts)] for g in shard]
         return sample_groups(prompts, labels, completions, version)
 
     def score(self, samples: list[Sample]) -> list[Sample]:
@@ -236,18 +249,32 @@ class WorkerGroup:
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         """Run ``method`` on every rank (a collective step) and return each rank's result."""
-        import ray
-
-        return ray.get([getattr(w, method).remote(*args) for w in self.workers])
+        return wait_all([getattr(w, method).remote(*args) for w in self.workers])
 
     def shutdown(self) -> None:
+        """Stop the workers and Ray. Never raises: it runs while another error may be on its
+        way out, and that error, not a shutdown timeout, is what the user must see."""
         import ray
 
         try:
             ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
             ray.get(self.reward.close.remote(), timeout=30)
+        except Exception as err:
+            log.warning("workers did not shut down cleanly (%s: %s)", type(err).__name__, err)
         finally:
             ray.shutdown()
+
+
+def wait_all(refs: list[Any]) -> list[Any]:
+    """The results of ``refs``, in order; the first one to fail raises at once. A rank that
+    raised while the others wait for it in a collective must end the call, not hang it."""
+    import ray
+
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        ray.get(done[0])
+    return ray.get(refs)
 
 
 def _shards(n: int, parts: int) -> list[range]:

@@ -84,6 +84,11 @@ class FakeGroup:
     def load(self, root: Path, iteration: int) -> None:
         self.calls.append(("load", iteration))
 
+    placement = [{"rank": 0, "node_id": "n0"}]
+
+    def shutdown(self) -> None:
+        self.calls.append(("shutdown",))
+
 
 def _loader(tmp_path: Path, labels: list[str], batch: int) -> PromptLoader:
     prefix = tmp_path / "data" / "train"
@@ -201,3 +206,97 @@ def test_overlong_penalty_is_added_to_the_rule_reward(tmp_path):
     # Every response has 2 tokens = max_tokens: the full penalty, on top of reward 1.
     assert all(s.penalty == -0.5 and s.total_reward == 0.5 for s in batch)
     assert last["reward/mean"] == 0.5 and last["reward/math"] == 1.0
+
+
+# -- the whole run (train): resume, history, the initial checkpoint --------------------------
+
+
+def _run_cfg(tmp_path: Path, model_dir: Path, iterations: int, **trainer) -> GRPOConfig:
+    prefix = tmp_path / "data" / "train"
+    if not Path(f"{prefix}_prompt.idx").is_file():
+        write_prompt_dataset(prefix, [([10 + i, 1, 2], "half") for i in range(16)], {})
+    cfg = _cfg(tmp_path, iterations=iterations, save_interval=1, export_hf=False, **trainer)
+    cfg.model.hf_dir = str(model_dir)
+    cfg.data.train_prefix = str(prefix)
+    cfg.data.val_prefix = ""
+    cfg.trainer.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def _train(cfg: GRPOConfig) -> list[FakeGroup]:
+    import io
+
+    from mindspeed_rl.driver.grpo import train
+
+    groups: list[FakeGroup] = []
+
+    def make_group(*_):
+        groups.append(FakeGroup())
+        return groups[-1]
+
+    train(cfg, "fake", io.StringIO(), make_group)
+    return groups
+
+
+def _iterations(path: Path) -> list[int]:
+    return [json.loads(line)["iteration"] for line in path.read_text().splitlines()]
+
+
+def test_resume_takes_the_newest_complete_checkpoint_and_repeats_nothing(tmp_path, tiny_qwen2_dir):
+    out = tmp_path / "run"
+    _train(_run_cfg(tmp_path, tiny_qwen2_dir, 2))
+    (group,) = _train(_run_cfg(tmp_path, tiny_qwen2_dir, 3))
+    assert ("load", 2) in group.calls and [c for c in group.calls if c[0] == "save"] == [
+        ("save", 3)
+    ]
+    # A save that died after writing the tracker but before its folder was complete, and a
+    # tracker of garbage: the newest complete checkpoint (3) is still the one resumed.
+    (out / "checkpoints" / "iter_0000004").mkdir()
+    (out / "checkpoints" / mf.TRACKER).write_text("4x\n")
+    (group,) = _train(_run_cfg(tmp_path, tiny_qwen2_dir, 4))
+    assert ("load", 3) in group.calls
+    assert latest_checkpoint(out / "checkpoints") == 4
+    assert sorted(set(r["iteration"] for r in load_metrics(out / "metrics.jsonl"))) == [1, 2, 3, 4]
+    samples = _iterations(out / "samples.jsonl")
+    assert sorted(set(samples)) == [1, 2, 3, 4] and len(samples) == 4 * 4  # 4 rows each, once
+
+
+def test_a_fresh_start_does_not_wipe_a_previous_run(tmp_path, tiny_qwen2_dir):
+    from mindspeed_rl.errors import UserError
+
+    out = tmp_path / "run"
+    _train(_run_cfg(tmp_path, tiny_qwen2_dir, 2))
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(
+        UserError,
+        match=r"holds a previous run \(2 iterations in metrics.jsonl; "
+        r"checkpoints iter_0000001, iter_0000002\)",
+    ):
+        _train(_run_cfg(tmp_path, tiny_qwen2_dir, 2, resume="never"))
+    assert (out / "metrics.jsonl").read_text() == before
+    (group,) = _train(_run_cfg(tmp_path, tiny_qwen2_dir, 1, resume="never", overwrite=True))
+    assert not any(c[0] == "load" for c in group.calls)
+    assert sorted(p.name for p in (out / "checkpoints").glob("iter_*")) == ["iter_0000001"]
+    assert _iterations(out / "metrics.jsonl") == [1]
+
+
+def test_the_initial_checkpoint_follows_the_model(tmp_path, tiny_qwen2_dir):
+    import shutil
+
+    from mindspeed_rl.driver.grpo import INIT_SOURCE, prepare_initial_checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_qwen2_dir, model)
+    cfg = _run_cfg(tmp_path, model, 1)
+    init = prepare_initial_checkpoint(cfg, tmp_path / "run")
+    stamp = (init / INIT_SOURCE).stat().st_mtime_ns
+    assert prepare_initial_checkpoint(cfg, tmp_path / "run") == init
+    assert (init / INIT_SOURCE).stat().st_mtime_ns == stamp  # same model: reused
+    config = json.loads((model / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-5 if config.get("rms_norm_eps") != 1e-5 else 1e-6
+    (model / "config.json").write_text(json.dumps(config))
+    prepare_initial_checkpoint(cfg, tmp_path / "run")
+    source = json.loads((init / INIT_SOURCE).read_text())
+    assert (init / INIT_SOURCE).stat().st_mtime_ns != stamp  # another model: converted again
+    _, meta = mf.read_meta(init)
+    assert meta.spec.norm_eps == config["rms_norm_eps"] and source["tp"] == 1
