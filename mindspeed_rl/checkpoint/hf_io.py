@@ -16,6 +16,16 @@ INDEX_NAME = "model.safetensors.index.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 
 
+def _open(path: Path):
+    """``safe_open`` with a one-line error for a truncated or corrupt file."""
+    try:
+        return safe_open(path, framework="pt")
+    except Exception as err:  # safetensors raises SafetensorError, OSError, ...
+        raise UserError(
+            f"{path}: not a readable safetensors file ({err}); download it again"
+        ) from None
+
+
 class HFCheckpointReader:
     """Lazy access to the tensors of an HF safetensors checkpoint: only what is asked is read."""
 
@@ -38,8 +48,28 @@ class HFCheckpointReader:
     def _index(self) -> dict[str, Path]:
         index = self.path / INDEX_NAME
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return {name: self.path / fname for name, fname in weight_map.items()}
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(
+                    f"{index} is not a safetensors index (valid JSON with a 'weight_map'); "
+                    "restore it from the model's source or delete it"
+                ) from None
+            if not isinstance(weight_map, dict):
+                raise UserError(f"{index}: 'weight_map' must map tensor names to files")
+            out = {}
+            root = self.path.resolve()
+            for name, fname in weight_map.items():
+                target = (self.path / str(fname)).resolve()
+                if target.parent != root or target.suffix != ".safetensors":
+                    raise UserError(
+                        f"{index}: {name!r} points to {fname!r}, not a .safetensors file in "
+                        f"{self.path}; the index is damaged or not this model's"
+                    )
+                if not target.is_file():
+                    raise UserError(f"{index}: {name!r} is in {fname}, which is missing")
+                out[name] = target
+            return out
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
             raise UserError(
@@ -48,7 +78,7 @@ class HFCheckpointReader:
             )
         out: dict[str, Path] = {}
         for f in files:
-            with safe_open(f, framework="pt") as handle:
+            with _open(f) as handle:
                 for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
                     out[name] = f
         return out
@@ -71,8 +101,13 @@ class HFCheckpointReader:
             raise UserError(f"tensor {name} is missing from the checkpoint in {self.path}")
         f = self._file_of[name]
         if f not in self._handles:
-            self._handles[f] = safe_open(f, framework="pt")
-        return self._handles[f].get_tensor(name)  # type: ignore[attr-defined]
+            self._handles[f] = _open(f)
+        try:
+            return self._handles[f].get_tensor(name)  # type: ignore[attr-defined]
+        except Exception as err:  # safetensors raises its own error types
+            raise UserError(
+                f"{f}: cannot read tensor {name} ({err}); the file is damaged"
+            ) from None
 
     def close(self) -> None:
         """Drop the memory maps, so the pages read so far stop counting against RSS."""

@@ -139,7 +139,21 @@ def load_rank(root: Path, iteration: int, tp_rank: int, pp_rank: int, pp: int) -
     path = rank_file(root, iteration, tp_rank, pp_rank, pp)
     if not path.is_file():
         raise UserError(f"checkpoint rank file {path} is missing; the checkpoint is incomplete")
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    return _load_pt(path)
+
+
+def _load_pt(path: Path) -> dict:
+    """A rank file, memory-mapped and without unpickling code; one line when it is damaged."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UserError(
+            f"{path}: not a readable checkpoint file ({first}); the save is damaged"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: holds a {type(state).__name__}, not a checkpoint")
+    return state
 
 
 def read_meta(root: Path) -> tuple[int, CheckpointMeta]:
@@ -153,7 +167,7 @@ def read_meta(root: Path) -> tuple[int, CheckpointMeta]:
             f"checkpoint in {root} is incomplete: neither {candidates[0]} nor "
             f"{candidates[1]} exists"
         )
-    first = torch.load(present[0], map_location="cpu", mmap=True, weights_only=True)
+    first = _load_pt(present[0])
     if "mindspeed_rl" not in first:
         raise UserError(
             f"{root} was not written by mindspeed-rl (no layout metadata in its rank files)"

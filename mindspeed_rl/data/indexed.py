@@ -78,6 +78,29 @@ def write_prompt_dataset(
     return count
 
 
+def _indexed(path_prefix: str) -> IndexedDataset:
+    """megatron-core's reader of ``.idx`` / ``.bin``, with one line for a damaged pair (a
+    truncated index, a data file shorter than its index says)."""
+    try:
+        dataset = IndexedDataset(path_prefix)
+    except Exception as err:
+        raise UserError(
+            f"{path_prefix}.idx/.bin: damaged ({type(err).__name__}: {err}); preprocess again"
+        ) from None
+    sizes = dataset.sequence_lengths
+    pointers = dataset.index.sequence_pointers if hasattr(dataset, "index") else None
+    if pointers is not None and len(sizes):
+        itemsize = dataset.index.dtype_size
+        needed = int(pointers[-1]) + int(sizes[-1]) * itemsize
+        have = Path(path_prefix + ".bin").stat().st_size
+        if have < needed:
+            raise UserError(
+                f"{path_prefix}.bin: {have} bytes but its index needs {needed}; the file is "
+                "truncated, preprocess again"
+            )
+    return dataset
+
+
 class PromptDataset:
     """Read access to a preprocessed prompt dataset: ids and label of row ``i``."""
 
@@ -89,9 +112,15 @@ class PromptDataset:
                 f"{self.prefix}: no preprocessed dataset ({missing[0]} is missing); "
                 "run `python cli/preprocess_data.py NAME` or fix the data prefix"
             )
-        self.summary: dict[str, Any] = json.loads(Path(self.prefix + SUMMARY).read_text())
-        self._prompts = IndexedDataset(self.prefix + PROMPT)
-        self._labels = IndexedDataset(self.prefix + LABEL)
+        summary_file = Path(self.prefix + SUMMARY)
+        try:
+            self.summary: dict[str, Any] = json.loads(summary_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{summary_file}: not valid JSON ({err}); preprocess again") from None
+        if not isinstance(self.summary, dict):
+            raise UserError(f"{summary_file}: expected a JSON object; preprocess again")
+        self._prompts = _indexed(self.prefix + PROMPT)
+        self._labels = _indexed(self.prefix + LABEL)
         if len(self._prompts) != len(self._labels):
             raise UserError(
                 f"{self.prefix}: {len(self._prompts)} prompts but {len(self._labels)} labels; "
