@@ -46,7 +46,8 @@ def hf_to_mcore(
         raise UserError("--make-vocab-size-divisible-by must be >= 1")
     if params_dtype is not None and params_dtype not in mf.DTYPES:
         raise UserError(f"unknown --params-dtype {params_dtype!r}; use fp32, bf16 or fp16")
-    check_output_dir(save_dir, overwrite)
+    check_output_dir(save_dir, overwrite, reads=Path(load_dir))
+    save_dir = save_dir.resolve()
     dtype = mf.DTYPES[params_dtype] if params_dtype else reader.dtype()
     meta = mf.CheckpointMeta(
         spec=spec,
@@ -108,7 +109,8 @@ def mcore_to_hf(
     """Convert a Megatron checkpoint written by mindspeed-rl (any TP/PP) back to HF."""
     load_dir, save_dir = Path(load_dir), Path(save_dir)
     iteration, meta = mf.read_meta(load_dir)
-    check_output_dir(save_dir, overwrite)
+    check_output_dir(save_dir, overwrite, reads=load_dir)
+    save_dir = save_dir.resolve()
     spec = meta.spec
     family = family_by_name(spec.family)
     names = family.global_names

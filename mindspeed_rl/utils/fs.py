@@ -11,8 +11,17 @@ from pathlib import Path
 from mindspeed_rl.errors import UserError
 
 
-def check_output_dir(path: Path, overwrite: bool) -> None:
-    """Refuse to write over a non-empty directory unless ``overwrite`` is set."""
+def check_output_dir(path: Path, overwrite: bool, reads: Path | None = None) -> None:
+    """Refuse to write over a non-empty directory unless ``overwrite`` is set, and refuse
+    outright an output that would replace what the command reads (``reads``) or the folder
+    it runs in: the output replaces the whole directory."""
+    target = Path(path).resolve()
+    for inside, what in ((reads, "the input it reads"), (Path.cwd(), "the current folder")):
+        if inside is not None and Path(inside).resolve().is_relative_to(target):
+            raise UserError(
+                f"output directory {path} contains {what} ({inside}); writing it would "
+                "replace it, so pick an output folder outside"
+            )
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} exists and is not a directory; pick another path")
     if path.is_dir() and any(path.iterdir()) and not overwrite:

@@ -68,3 +68,35 @@ def test_damaged_megatron_rank_file(tmp_path, tiny_qwen2_dir):
     rank.write_bytes(rank.read_bytes()[:100])
     with pytest.raises(UserError, match=r"model_optim_rng.pt: not a readable checkpoint file"):
         mf.read_meta(ckpt)
+
+
+def test_an_output_folder_never_replaces_its_input_or_the_current_folder(
+    tmp_path, monkeypatch, tiny_qwen2_dir
+):
+    from mindspeed_rl.checkpoint.convert import hf_to_mcore
+
+    model = tmp_path / "work" / "model"
+    shutil.copytree(tiny_qwen2_dir, model)
+    config = (model / "config.json").read_text()
+    for save in (tmp_path / "work", model):
+        with pytest.raises(UserError, match="contains the input it reads"):
+            hf_to_mcore(model, save, overwrite=True)
+    monkeypatch.chdir(tmp_path / "work")
+    with pytest.raises(UserError, match="contains the current folder"):
+        hf_to_mcore(model, ".", overwrite=True)
+    assert (model / "config.json").read_text() == config
+
+
+def test_prepare_smollm2_never_deletes_a_folder_it_did_not_write(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, str(repo / "tools" / "prepare_smollm2.py"), "--out",
+                           str(mine)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode != 0 and "was not written by this tool" in proc.stderr
+    assert (mine / "keep.txt").read_text() == "mine"
