@@ -81,7 +81,8 @@ def test_an_output_folder_never_replaces_its_input_or_the_current_folder(
     for save in (tmp_path / "work", model):
         with pytest.raises(UserError, match="contains the input it reads"):
             hf_to_mcore(model, save, overwrite=True)
-    monkeypatch.chdir(tmp_path / "work")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(UserError, match="contains the current folder"):
         hf_to_mcore(model, ".", overwrite=True)
     assert (model / "config.json").read_text() == config
