@@ -77,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out / COMPLETE_MARK).is_file() and not args.force:
         print(f"prepare_smollm2: {args.out} is ready")
         return 0
-    if args.out.exists() and not (args.out / COMPLETE_MARK).is_file():
-        # Not a folder this tool wrote (it writes the mark last): never delete it.
-        if args.out.is_file() or any(args.out.iterdir()):
-            raise SystemExit(
-                f"prepare_smollm2: {args.out} exists and was not written by this tool; "
-                "remove it or pick another --out"
-            )
+    # A folder without the mark (written last) is not this tool's: never delete it.
+    foreign = args.out.is_file() or (args.out.is_dir() and any(args.out.iterdir()))
+    if foreign and not (args.out / COMPLETE_MARK).is_file():
+        raise SystemExit(
+            f"prepare_smollm2: {args.out} exists and was not written by this tool; "
+            "remove it or pick another --out"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     materialise(args.out)
     return 0

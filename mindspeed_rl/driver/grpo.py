@@ -4,6 +4,7 @@ with weight sync at the start of each iteration, validation, checkpoints and exp
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from mindspeed_rl.config.structured import to_dict
 from mindspeed_rl.data.indexed import PromptDataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
 from mindspeed_rl.driver.metrics import (
+    ACTOR_GRAD_NORM,
+    ACTOR_LOSS,
     ACTOR_LR,
     PERF_TOKENS_PER_S,
     RESPONSE_LENGTH_CLIP_RATIO,
@@ -563,6 +566,7 @@ def run_iterations(
                    PERF_TOKENS_PER_S: sum(s.tokens for s in batch) / t.seconds["step"]}  # fmt: skip
         logger.log(iteration, metrics)
         _write_samples(out, iteration, batch)
+        check_finite(actor, iteration, ckpt_root)
         if val and iteration % cfg.trainer.val_interval == 0:
             group.to_rollout()
             logger.log(iteration, validate(group, val, cfg))
@@ -572,6 +576,21 @@ def run_iterations(
             save_checkpoint(group, ckpt_root, iteration, loader)
             logger.message(f"checkpoint {shown(ckpt_root / mf.iter_dir_name(iteration))}")
     return metrics
+
+
+def check_finite(actor: dict[str, float], iteration: int, ckpt_root: Path) -> None:
+    """Stop at the first non-finite loss or gradient norm: the weights it produced are not
+    saved, so the newest checkpoint stays the last good one."""
+    bad = {k: v for k, v in actor.items() if k in (ACTOR_LOSS, ACTOR_GRAD_NORM)
+           and not math.isfinite(v)}  # fmt: skip
+    if bad:
+        last = latest_checkpoint(ckpt_root)
+        kept = f"the last good checkpoint is {mf.iter_dir_name(last)}" if last else "no checkpoint"
+        raise UserError(
+            f"iteration {iteration}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; "
+            f"stopped without saving ({kept}); lower optim.lr or optim.clip_grad, or check "
+            "that iteration's rewards (reward/*) and samples"
+        )
 
 
 def _write_samples(out: Path, iteration: int, batch: Batch) -> None:

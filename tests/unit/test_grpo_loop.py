@@ -300,3 +300,24 @@ def test_the_initial_checkpoint_follows_the_model(tmp_path, tiny_qwen2_dir):
     assert (init / INIT_SOURCE).stat().st_mtime_ns != stamp  # another model: converted again
     _, meta = mf.read_meta(init)
     assert meta.spec.norm_eps == config["rms_norm_eps"] and source["tp"] == 1
+
+
+def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tmp_path):
+    from mindspeed_rl.errors import UserError
+
+    class Diverges(FakeGroup):
+        def update(self, batch, mini_batches, lr):
+            figures = super().update(batch, mini_batches, lr)
+            return (
+                {**figures, "actor/grad_norm": float("nan")} if len(self.updates) == 2 else figures
+            )
+
+    cfg = _cfg(tmp_path, iterations=3, save_interval=1)
+    group = Diverges()
+    with pytest.raises(
+        UserError,
+        match=r"iteration 2: actor/grad_norm = nan; stopped without "
+        r"saving \(the last good checkpoint is iter_0000001\)",
+    ):
+        _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path)
+    assert [c for c in group.calls if c[0] == "save"] == [("save", 1)]
