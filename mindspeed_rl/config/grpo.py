@@ -222,6 +222,10 @@ class TrainerConfig:
     resume: str = "auto"
     """auto: continue from the newest complete checkpoint in output_dir (an iter_N folder with
     its trainer state; the tracker file is not trusted) if any; never: start from iteration 1."""
+    keep_checkpoints: int = 0
+    """Keep only the newest this many checkpoints in output_dir/checkpoints (older ones are
+    deleted after each save); 0 keeps them all. A 32B save is hundreds of GB (cli/plan.py
+    prints the size of one)."""
     overwrite: bool = False
     """Let a run that starts from iteration 1 replace a previous run's metrics and checkpoints
     in output_dir (without it, such a start is refused)."""
@@ -247,6 +251,10 @@ class TrainerConfig:
             raise ValueError(
                 "trainer.pack_prompts and max_tokens_per_micro_batch are two packings; "
                 "set one (pack_prompts=false or max_tokens_per_micro_batch=0)"
+            )
+        if self.keep_checkpoints < 0:
+            raise ValueError(
+                f"trainer.keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}"
             )
         if self.resume not in ("auto", "never"):
             raise ValueError(f"trainer.resume must be auto or never, got {self.resume!r}")

@@ -241,15 +241,19 @@ def latest_checkpoint(root: Path) -> int | None:
     state, which a save writes before the folder gets its name), or None. The tracker file is
     a pointer for Megatron tools, not trusted here: missing, empty, or pointing at a folder
     that is gone, the newest complete one is still found."""
-    complete = [
+    return max(complete_checkpoints(root), default=None)
+
+
+def complete_checkpoints(root: Path) -> list[int]:
+    """Iterations of the complete checkpoints under ``root``."""
+    return [
         int(d.name.removeprefix("iter_"))
         for d in root.glob("iter_*")
         if d.name.removeprefix("iter_").isdigit() and (d / TRAINER_STATE).is_file()
     ]
-    return max(complete, default=None)
 
 
-def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> None:
+def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader, keep: int = 0) -> None:
     """All ranks write into a temporary directory; it is flushed to disk and becomes iter_N by
     one rename, and the tracker moves last, so a kill (or a power loss) at any point leaves
     the previous checkpoint usable. A failed save leaves nothing behind."""
@@ -268,6 +272,9 @@ def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader) -> 
     (tmp / mf.iter_dir_name(iteration)).rename(final)
     shutil.rmtree(tmp, ignore_errors=True)
     atomic_write_text(root / mf.TRACKER, f"{iteration}\n")
+    if keep:
+        for old in sorted(complete_checkpoints(root))[:-keep]:
+            shutil.rmtree(root / mf.iter_dir_name(old))
 
 
 def previous_run(out: Path, metrics_dir: Path) -> str | None:
@@ -573,7 +580,7 @@ def run_iterations(
         interval = cfg.trainer.save_interval
         if iteration == cfg.trainer.iterations or (interval and iteration % interval == 0):
             group.to_train()  # checkpoints hold the optimizer state, on device
-            save_checkpoint(group, ckpt_root, iteration, loader)
+            save_checkpoint(group, ckpt_root, iteration, loader, cfg.trainer.keep_checkpoints)
             logger.message(f"checkpoint {shown(ckpt_root / mf.iter_dir_name(iteration))}")
     return metrics
 

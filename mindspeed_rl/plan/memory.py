@@ -214,6 +214,16 @@ def stage_params(
     return total
 
 
+def checkpoint_bytes(x: PlanInput) -> tuple[int, int]:
+    """(weights, optimizer state) bytes of one saved checkpoint, all ranks together: the
+    weights in ``params_dtype`` once (one DP replica writes them), Adam's two fp32 moments and,
+    when the params are narrower than fp32, the fp32 master copy (every parameter once,
+    whether one DP rank or all of them hold it)."""
+    params = total_params(x.spec)
+    width = DTYPE_BYTES[x.params_dtype]
+    return params * width, params * (8 + (4 if width < 4 else 0))
+
+
 def total_params(spec: ModelSpec) -> int:
     """Parameters of the whole HF model (unpadded vocabulary, tied embeddings counted once)."""
     return stage_params(spec, 1, 1, 0, padded_vocab=False)

@@ -300,9 +300,18 @@ def render_text(plan: MemoryPlan, title: str) -> str:
     for r in table:
         cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:-1], widths[1:])]
         lines.append(("  ".join(cells) + ("  " + r[-1] if r[-1] else "")).rstrip())
-    lines += ["", verdict(plan)]
+    lines += ["", verdict(plan), checkpoint_line(plan)]
     lines += _knob_lines(plan, bullet="  ")
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_line(plan: MemoryPlan) -> str:
+    """The disk one save takes (and what trainer.keep_checkpoints bounds)."""
+    from mindspeed_rl.plan.memory import checkpoint_bytes
+
+    weights, optimizer = checkpoint_bytes(plan.input)
+    return (f"checkpoint: {gb(weights + optimizer)} per save on disk (weights {gb(weights)}, "
+            f"optimizer state {gb(optimizer)}); trainer.keep_checkpoints bounds how many stay")  # fmt: skip
 
 
 def _knob_lines(plan: MemoryPlan, bullet: str) -> list[str]:
@@ -324,7 +333,7 @@ def render_markdown(plan: MemoryPlan, title: str) -> str:
     lines.append("|---|" + "---:|" * len(plan.phases) + "---|")
     for r in rows(plan):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    lines += ["", f"**{verdict(plan)}**"]
+    lines += ["", f"**{verdict(plan)}**", "", checkpoint_line(plan)]
     knob_lines = _knob_lines(plan, bullet="- ")
     if knob_lines:
         lines += ["", *[line if line.startswith("- ") else line for line in knob_lines]]

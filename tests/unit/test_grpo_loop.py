@@ -321,3 +321,12 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tmp_path):
     ):
         _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path)
     assert [c for c in group.calls if c[0] == "save"] == [("save", 1)]
+
+
+def test_keep_checkpoints_deletes_the_oldest_after_each_save(tmp_path):
+    cfg = _cfg(tmp_path, iterations=5, save_interval=1, keep_checkpoints=2)
+    group = FakeGroup()
+    _run(cfg, group, _loader(tmp_path, ["half"] * 16, 2), tmp_path)
+    root = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in root.glob("iter_*")) == ["iter_0000004", "iter_0000005"]
+    assert latest_checkpoint(root) == 5

@@ -448,3 +448,18 @@ def test_qwen3_30b_a3b_experts_split_over_ep():
     grown = mem.param_bytes(one.input, 1) - mem.param_bytes(plan.input, 1)
     assert grown == 2 * 24 * experts_per_layer * 7 // 8
     assert not one.fits
+
+
+def test_checkpoint_size_counts_weights_once_and_the_optimizer_state():
+    from mindspeed_rl.config.grpo import load_config
+    from mindspeed_rl.plan import plan_config
+    from mindspeed_rl.plan.memory import checkpoint_bytes, total_params
+    from mindspeed_rl.plan.report import render_text
+
+    for dtype, optimizer_per_param in (("bf16", 12), ("fp32", 8)):
+        cfg = load_config("grpo_smollm2_cpu", [f"model.params_dtype={dtype}"])
+        plan = plan_config(cfg, read_dataset=False)
+        params = total_params(plan.input.spec)
+        width = 2 if dtype == "bf16" else 4
+        assert checkpoint_bytes(plan.input) == (params * width, params * optimizer_per_param)
+        assert "per save on disk" in render_text(plan, "x")
