@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     check_fits(cfg, args.config_name)  # refuses a layout predicted not to fit the devices
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")
+        if not cfg.model.load_dir:
+            print(f"train_grpo: model.load_dir is empty: the run converts model.hf_dir "
+                  f"({cfg.model.hf_dir}) into {cfg.trainer.output_dir}/init_mcore at start-up")  # fmt: skip
         return 0
     if args.verbose:
         cfg = replace(cfg, logging=replace(cfg.logging, verbose=True))

@@ -414,8 +414,33 @@ class GRPOConfig:
                     f"{key}: no preprocessed dataset at {resolve(prefix)}_prompt.idx; run "
                     "`bash examples/data/preprocess_data.sh NAME` first"
                 )
+        self._check_load_dir(spec)
         self._check_prompt_lengths()
         self._check_tokenizer()
+
+    def _check_load_dir(self, spec) -> None:
+        """``model.load_dir`` is a readable checkpoint of the configured model at the run's
+        TP / PP (the workers would find out later, on every node)."""
+        m = self.model
+        if not m.load_dir:
+            return
+        from mindspeed_rl.checkpoint import megatron_format as mf
+
+        _, meta = mf.read_meta(resolve(m.load_dir))
+        if (meta.tp, meta.pp) != (m.tp, m.pp):
+            raise UserError(
+                f"model.load_dir {m.load_dir} is TP={meta.tp} PP={meta.pp} but the run uses "
+                f"model.tp={m.tp} model.pp={m.pp}; convert it again with --tp {m.tp} --pp {m.pp}"
+            )
+        fields = ("family", "num_layers", "hidden_size", "num_attention_heads", "num_kv_heads",
+                  "ffn_hidden_size", "vocab_size")  # fmt: skip
+        differ = [f"{f} {getattr(meta.spec, f)} vs {getattr(spec, f)}" for f in fields
+                  if getattr(meta.spec, f, None) != getattr(spec, f, None)]  # fmt: skip
+        if differ:
+            raise UserError(
+                f"model.load_dir {m.load_dir} holds another model than model.hf_dir "
+                f"({'; '.join(differ)}); point them at the same model"
+            )
 
     def _check_prompt_lengths(self) -> None:
         """The longest prompt plus sampling.max_tokens fits rollout.max_model_len (else the

@@ -33,3 +33,29 @@ def test_prompt_lengths_outlive_their_dataset(tmp_path):
     write_prompt_dataset(prefix, [([1] * 7, "a")], {})
     lengths = PromptDataset(prefix).prompt_lengths  # the dataset (and its mapping) is gone
     assert int(lengths.max()) == 7
+
+
+def test_load_dir_must_be_a_checkpoint_of_the_configured_model(
+    tmp_path, tiny_qwen2_dir, tiny_llama_dir
+):
+    from mindspeed_rl.checkpoint.convert import hf_to_mcore
+
+    prefix = tmp_path / "train"
+    write_prompt_dataset(prefix, [([1] * 10, "1")], {})
+    cfg = GRPOConfig()
+    cfg.data.train_prefix, cfg.data.val_prefix = str(prefix), ""
+    cfg.resources.devices_per_node = 1
+    cfg.data.prompts_per_iteration, cfg.sampling.n, cfg.trainer.micro_batch_size = 1, 2, 1
+    ckpt = tmp_path / "qwen2_tp1"
+    hf_to_mcore(tiny_qwen2_dir, ckpt)
+    cfg.model.hf_dir, cfg.model.load_dir = str(tiny_qwen2_dir), str(ckpt)
+    cfg.validate(check_files=True)
+    cfg.model.hf_dir = str(tiny_llama_dir)
+    with pytest.raises(
+        UserError, match="holds another model than model.hf_dir.*family qwen2 vs llama"
+    ):
+        cfg.validate(check_files=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("garbage\n")
+    cfg.model.hf_dir = str(tiny_qwen2_dir)
+    with pytest.raises(UserError, match="should hold an iteration number"):
+        cfg.validate(check_files=True)
