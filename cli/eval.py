@@ -1,7 +1,7 @@
 """Score a checkpoint on held-out sets the way R1-Zero reports are made.
 
 python cli/eval.py --model DIR --data NAME_OR_PREFIX [--data ...] [--n 8] [--k 1 --k 4]
-                   [--temperature 0.6] [--top-p 0.95] [--max-tokens N] [--template NAME]
+                   [--temperature 0.6] [--top-p 0.95] [--max-tokens N] [--iteration N] [--template NAME]
                    [--engine vllm|torch] [--infer-tp T] [--out DIR] [--limit N]
 
 DIR is an HF model directory or a Megatron checkpoint (cli/convert_ckpt.py hf2mcore's output
@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 
@@ -47,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="k of avg@k / pass@k / maj@k, <= n; repeatable (default: n)")  # fmt: skip
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-tokens", type=int, default=1024, help="response length limit")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="response length limit (default: the training run's "
+                        "sampling.max_tokens for a run's hf/ or checkpoints/, else 1024)")  # fmt: skip
+    parser.add_argument("--iteration", type=int, default=None,
+                        help="which iteration of a Megatron checkpoint (default: the newest)")  # fmt: skip
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.85,
+                        help="share of device memory vLLM may use on accelerators")  # fmt: skip
     parser.add_argument("--template", help="prompt template (configs/model/templates.json)")
     parser.add_argument("--scorer", help="accuracy scorer (default: gsm8k for GSM8K-style "
                         "and arithmetic sets, countdown for Countdown, else math)")  # fmt: skip
@@ -131,7 +138,13 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
     from mindspeed_rl.rollout import RolloutConfig, SamplingConfig
     from mindspeed_rl.utils.fs import atomic_write_text
 
-    hf_dir, kind = run.resolve_model(args.model, work)
+    hf_dir, kind = run.resolve_model(args.model, work, args.iteration)
+    if settings.max_tokens is None:
+        tokens, why = run.default_max_tokens(args.model)
+        settings = replace(settings, max_tokens=tokens)
+        if rank == 0:
+            print(f"eval: responses <= {tokens} tokens ({why}; --max-tokens sets it)",
+                  file=sys.stderr)  # fmt: skip
     tokenizer = load_hf_tokenizer(hf_dir)
     # A training run's model is evaluated with its training template unless told otherwise.
     trained = run.trained_template(args.model)
@@ -155,7 +168,8 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
         )
     dtype = args.dtype or get_accelerator().default_dtype
     rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
-                            max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb)  # fmt: skip
+                            max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb,
+                            gpu_memory_utilization=args.gpu_memory_utilization)  # fmt: skip
     out = args.out or Path("runs") / "eval" / args.model.resolve().name
     started = time.time()
     engine = run.build_engine(hf_dir, rollout)

@@ -105,10 +105,12 @@ def mcore_to_hf(
     save_dir: str | Path,
     max_shard_bytes: int = 2 * 1024**3,
     overwrite: bool = False,
+    iteration: int | None = None,
 ) -> mf.CheckpointMeta:
-    """Convert a Megatron checkpoint written by mindspeed-rl (any TP/PP) back to HF."""
+    """Convert a Megatron checkpoint written by mindspeed-rl (any TP/PP) back to HF: the
+    tracker's iteration, or ``iteration``."""
     load_dir, save_dir = Path(load_dir), Path(save_dir)
-    iteration, meta = mf.read_meta(load_dir)
+    iteration, meta = mf.read_meta(load_dir, iteration)
     check_output_dir(save_dir, overwrite, reads=load_dir)
     save_dir = save_dir.resolve()
     spec = meta.spec

@@ -156,9 +156,16 @@ def _load_pt(path: Path) -> dict:
     return state
 
 
-def read_meta(root: Path) -> tuple[int, CheckpointMeta]:
-    """Iteration and metadata of a checkpoint; checks every rank file is present."""
-    iteration = read_iteration(root)
+def read_meta(root: Path, iteration: int | None = None) -> tuple[int, CheckpointMeta]:
+    """Iteration and metadata of a checkpoint (the tracker's iteration, or ``iteration``);
+    checks every rank file is present."""
+    if iteration is None:
+        iteration = read_iteration(root)
+    elif not (Path(root) / iter_dir_name(iteration)).is_dir():
+        have = sorted(p.name for p in Path(root).glob("iter_*"))
+        raise UserError(
+            f"{root} has no {iter_dir_name(iteration)}; it has {', '.join(have) or 'none'}"
+        )
     # Stage 0 of TP rank 0 is mp_rank_00 without PP and mp_rank_00_000 with it.
     candidates = [rank_file(root, iteration, 0, 0, pp) for pp in (1, 2)]
     present = [c for c in candidates if c.is_file()]

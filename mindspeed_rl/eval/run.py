@@ -73,7 +73,8 @@ class EvalSettings:
     """k of avg@k / pass@k / maj@k (default: n)."""
     temperature: float = 0.6
     top_p: float = 0.95
-    max_tokens: int = 1024
+    max_tokens: int | None = None
+    """None: the training run's sampling.max_tokens, else 1024 (see default_max_tokens)."""
     seed: int = 0
     batch: int = 64
     """Prompts per engine call (the progress unit)."""
@@ -92,7 +93,7 @@ class EvalSettings:
                     f"--k {k} is more than --n {self.n} samples per prompt; raise --n to at "
                     f"least {k} or lower --k"
                 )
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise UserError(f"--max-tokens must be >= 1, got {self.max_tokens}")
         if self.batch < 1:
             raise UserError(f"--batch must be >= 1, got {self.batch}")
@@ -108,12 +109,12 @@ class EvalSettings:
 # -- the model ---------------------------------------------------------------------------
 
 
-def resolve_model(model: Path, workdir: Path) -> tuple[Path, str]:
+def resolve_model(model: Path, workdir: Path, iteration: int | None = None) -> tuple[Path, str]:
     """An HF directory for ``model`` and what it was: ``hf`` or ``megatron``.
 
     A Megatron checkpoint (hf2mcore's output or a trainer's ``checkpoints/``, any TP/PP) is
     exported into ``workdir`` first, with the same conversion ``cli/convert_ckpt.py mcore2hf``
-    runs.
+    runs: its newest iteration, or ``iteration``.
     """
     if not model.exists():
         raise UserError(f"--model {model} does not exist; give an HF model directory or a "
@@ -122,14 +123,36 @@ def resolve_model(model: Path, workdir: Path) -> tuple[Path, str]:
         from mindspeed_rl.checkpoint.convert import mcore_to_hf
 
         hf_dir = workdir / "hf"
-        mcore_to_hf(model, hf_dir)
+        mcore_to_hf(model, hf_dir, iteration=iteration)
         return hf_dir, "megatron"
+    if iteration is not None:
+        raise UserError(f"--iteration applies to a Megatron checkpoint; {model} is not one")
     if (model / "config.json").is_file():
         return model, "hf"
     raise UserError(
         f"--model {model} is neither an HF model directory (no config.json) nor a Megatron "
         f"checkpoint (no {mf.TRACKER}); point it at one of those"
     )
+
+
+def run_config_of(model: Path) -> dict | None:
+    """The config of the training run ``model`` came from (its ``hf/`` or ``checkpoints/``
+    sits beside the run's ``config.json``), or None."""
+    try:
+        config = json.loads((model.resolve().parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and "sampling" in config else None
+
+
+def default_max_tokens(model: Path) -> tuple[int, str]:
+    """The response limit to evaluate ``model`` with: its training run's sampling.max_tokens
+    (a model trained on 4096-token answers must not be cut at 1024), else 1024."""
+    run = run_config_of(model)
+    tokens = (run or {}).get("sampling", {}).get("max_tokens")
+    if isinstance(tokens, int) and tokens > 0:
+        return tokens, "the training run's sampling.max_tokens"
+    return 1024, "the default"
 
 
 def trained_template(model: Path) -> tuple[str, str] | None:
