@@ -63,7 +63,7 @@ def gsm8k_prompts(tmp_path_factory) -> Path:
     return out / "gsm8k"
 
 
-def _toy_preset(out: Path) -> Path:
+def _toy_preset(out: Path, scorer: str = "tests.e2e.toy_scorers:vowel_ratio") -> Path:
     """The CPU preset with the toy scorer (a dotted scorer name cannot be a Hydra override)."""
     import yaml
 
@@ -72,17 +72,20 @@ def _toy_preset(out: Path) -> Path:
     preset["model"] = yaml.safe_load(
         (REPO_ROOT / "configs" / "model" / "smollm2_135m.yaml").read_text()
     )
-    preset["reward"]["scorers"] = {"tests.e2e.toy_scorers:vowel_ratio": 1.0}
+    preset["reward"]["scorers"] = {scorer: 1.0}
     config_dir = out.parent / f"{out.name}-config"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "grpo_toy.yaml").write_text(yaml.safe_dump(preset))
     return config_dir
 
 
-def train_command(model: Path, prompts: Path, out: Path, *overrides: str) -> list[str]:
+def train_command(
+    model: Path, prompts: Path, out: Path, *overrides: str,
+    scorer: str = "tests.e2e.toy_scorers:vowel_ratio",
+) -> list[str]:  # fmt: skip
     return [
         sys.executable, str(REPO_ROOT / "cli" / "train_grpo.py"),
-        "--config-path", str(_toy_preset(out)), "--config-name", "grpo_toy",
+        "--config-path", str(_toy_preset(out, scorer)), "--config-name", "grpo_toy",
         f"model.hf_dir={model}", f"data.train_prefix={prompts}", "data.val_prefix=''",
         f"trainer.output_dir={out}", "data.prompts_per_iteration=2", "sampling.n=4",
         "sampling.max_tokens=16", "trainer.micro_batch_size=2", "trainer.val_interval=0",

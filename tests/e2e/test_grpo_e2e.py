@@ -268,18 +268,31 @@ def test_bad_config_fails_at_start_with_one_line(
 def test_an_error_in_a_worker_reaches_the_console_as_one_line(
     tmp_path, tiny_chat_model, gsm8k_prompts
 ):
-    # The prompts do not fit the engine: the rollout worker refuses them inside Ray. The
+    # A custom scorer returns NaN: the reward worker refuses it inside Ray (prompts that do
+    # not fit the engine, the previous way in, are now refused by the start-up check). The
     # console shows that one line, not Ray's remote traceback, which goes to the log.
+    out = tmp_path / "run"
+    cmd = train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=1",
+                        scorer="tests.e2e.toy_scorers:not_a_number")  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "toy_scorers:not_a_number' gave nan" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Traceback" in (out / "logs" / "driver.log").read_text()
+
+
+def test_prompts_that_do_not_fit_the_engine_are_refused_at_start(
+    tmp_path, tiny_chat_model, gsm8k_prompts
+):
     out = tmp_path / "run"
     cmd = train_command(
         tiny_chat_model, gsm8k_prompts, out, "rollout.max_model_len=16", "trainer.iterations=1"
     )
     proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(), timeout=600)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "but rollout.max_model_len is 16" in lines[0], proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert "Traceback" in (out / "logs" / "driver.log").read_text()
+    assert "exceeds rollout.max_model_len=16" in proc.stderr
+    assert not (out / "logs" / "driver.log").exists()  # nothing started
 
 
 def test_dataset_from_another_tokenizer_is_refused(tmp_path, tiny_chat_model, gsm8k_prompts):

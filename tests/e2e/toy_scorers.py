@@ -15,3 +15,8 @@ def vowel_ratio(response: str, label: str) -> Score:
     if not letters:
         return Score(0.0, "no letters")
     return Score(sum(c in "aeiou" for c in letters) / len(letters))
+
+
+def not_a_number(response: str, label: str) -> float:
+    """A broken custom scorer: the run must stop with one line naming it."""
+    return float("nan")
