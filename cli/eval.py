@@ -1,6 +1,8 @@
 """Score a checkpoint on held-out sets the way R1-Zero reports are made.
 
-python cli/eval.py --model DIR --data NAME_OR_PREFIX [--data ...] [--n 8] [--k 1 --k 4]
+python cli/eval.py --model DIR [--model ...] --data NAME_OR_PREFIX [--data ...] [--n 8] [--k 1 --k 4]
+python cli/eval.py --model DIR [--model ...] --suite r1zero        # the R1-Zero report's table
+python cli/eval.py --model RUN/checkpoints --every 200 --suite r1zero   # every 200th checkpoint
                    [--temperature 0.6] [--top-p 0.95] [--max-tokens N] [--iteration N] [--template NAME]
                    [--engine vllm|torch] [--infer-tp T] [--out DIR] [--limit N]
 
@@ -40,9 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, required=True, help="HF dir or Megatron checkpoint")
-    parser.add_argument("--data", action="append", required=True, metavar="NAME_OR_PREFIX",
+    parser.add_argument("--model", type=Path, action="append", required=True,
+                        help="HF dir or Megatron checkpoint; repeatable (one table row each)")  # fmt: skip
+    parser.add_argument("--data", action="append", default=[], metavar="NAME_OR_PREFIX",
                         help="held-out set; repeatable")  # fmt: skip
+    parser.add_argument("--suite", help="a named suite instead of --data/--n/--k "
+                        "(r1zero: MATH-500 pass@1, AIME24 avg@24, GPQA Diamond avg@4)")  # fmt: skip
+    parser.add_argument("--suite-data", action="append", default=[], metavar="NAME=PREFIX",
+                        help="read a suite's set NAME from PREFIX instead of data/NAME/test")  # fmt: skip
+    parser.add_argument("--every", type=int, default=None,
+                        help="with --model RUN/checkpoints: every checkpoint whose iteration "
+                        "is a multiple of this")  # fmt: skip
     parser.add_argument("--n", type=int, default=1, help="samples per prompt besides greedy")
     parser.add_argument("--k", type=int, action="append", default=[],
                         help="k of avg@k / pass@k / maj@k, <= n; repeatable (default: n)")  # fmt: skip
@@ -111,6 +121,7 @@ def _column_order(name: str) -> tuple[int, int, str]:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from mindspeed_rl.eval import suites
     from mindspeed_rl.eval.run import EvalSettings
 
     settings = EvalSettings(
@@ -124,12 +135,59 @@ def main(argv: list[str] | None = None) -> int:
             resolve_scorer(args.scorer)
         except ValueError as err:
             raise UserError(f"--scorer: {err}") from None
+    if bool(args.suite) == bool(args.data):
+        raise UserError("give the held-out sets with --data NAME (repeatable) or --suite NAME")
+    suite = suites.get_suite(args.suite) if args.suite else None
+    where = suites.parse_suite_data(args.suite_data, suite)
+    sets = ([(where.get(s.data, s.data), replace(settings, n=s.n, ks=s.ks)) for s in suite]
+            if suite else [(spec, settings) for spec in args.data])  # fmt: skip
+    models: list[tuple[Path, int | None]] = []
+    for model in args.model:
+        if args.every:
+            models += suites.checkpoint_models(model, args.every)
+        else:
+            models.append((model, args.iteration))
+    # One model: --out is its folder (default runs/eval/MODEL). Several, or a suite: --out
+    # (default runs/eval, or runs/eval/suite_NAME) holds a folder per model.
+    several = len(models) > 1 or suite is not None
+    root = args.out or (Path("runs") / "eval" / (f"suite_{args.suite}" if suite else ""))
     rank, _ = _rank_and_world(args.infer_tp, args.engine)
-    with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
-        return _evaluate(args, settings, Path(work), rank)
+    reports = {}
+    for model, iteration in models:
+        name = (
+            model.resolve().name
+            if iteration is None
+            else f"{model.resolve().parent.name}@{iteration}"
+        )
+        if name in reports:  # two runs' hf/ folders: keep both rows
+            name = f"{name} ({len(reports) + 1})"
+        out = root / name.replace("@", "_").replace(" ", "_") if several else args.out
+        with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
+            reports[name] = _evaluate(args, sets, Path(work), rank, model, iteration, out)
+    if suite and rank == 0:
+        from mindspeed_rl.utils.fs import atomic_write_text
+
+        columns = [s.column for s in suite]
+        # The report's datasets are in the suite's order.
+        rows = {name: {s.column: d["metrics"].get(s.metric)
+                       for s, d in zip(suite, r["datasets"].values())}
+                for name, r in reports.items()}  # fmt: skip
+        table = suites.markdown_table(columns, rows)
+        atomic_write_text(root / "table.md", table + "\n")
+        atomic_write_text(root / "suite.json", json.dumps(
+            {"suite": args.suite, "columns": columns, "rows": rows, "reports": reports},
+            indent=2) + "\n")  # fmt: skip
+        print(table)
+        print(f"wrote {root / 'table.md'} and {root / 'suite.json'}")
+    return 0
 
 
-def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
+def _evaluate(
+    args: argparse.Namespace, sets: list, work: Path, rank: int, model: Path,
+    iteration: int | None, out: Path | None,
+) -> dict:  # fmt: skip
+    """Evaluate ``model`` on ``sets`` ((data spec, settings) pairs); rank 0 writes the report
+    and samples under the model's output folder and returns the report."""
     from mindspeed_rl.accelerator import get_accelerator
     from mindspeed_rl.data.tokenization import load_hf_tokenizer
     from mindspeed_rl.eval import run
@@ -138,22 +196,23 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
     from mindspeed_rl.rollout import RolloutConfig, SamplingConfig
     from mindspeed_rl.utils.fs import atomic_write_text
 
-    hf_dir, kind = run.resolve_model(args.model, work, args.iteration)
-    if settings.max_tokens is None:
-        tokens, why = run.default_max_tokens(args.model)
-        settings = replace(settings, max_tokens=tokens)
-        if rank == 0:
+    hf_dir, kind = run.resolve_model(model, work, iteration)
+    tokenizer = load_hf_tokenizer(hf_dir)
+    if sets[0][1].max_tokens is None:
+        tokens, why = run.default_max_tokens(model)
+        sets = [(spec, replace(s, max_tokens=tokens)) for spec, s in sets]
+        if rank == 0 and why != "the default":
             print(f"eval: responses <= {tokens} tokens ({why}; --max-tokens sets it)",
                   file=sys.stderr)  # fmt: skip
-    tokenizer = load_hf_tokenizer(hf_dir)
-    # A training run's model is evaluated with its training template unless told otherwise.
-    trained = run.trained_template(args.model)
+    settings = sets[0][1]
+    trained = run.trained_template(model)
     datasets = [
         run.load_eval_data(spec, args.template, hf_dir, args.limit, trained[0] if trained else None)
-        for spec in args.data
+        for spec, _ in sets
     ]
+    settings_of = {data.name: s for data, (_, s) in zip(datasets, sets)}
     for data in datasets:
-        run.check_template(args.model, data)
+        run.check_template(model, data)
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise UserError(f"--data names the same dataset twice ({', '.join(names)})")
@@ -170,13 +229,17 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
     rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
                             max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb,
                             gpu_memory_utilization=args.gpu_memory_utilization)  # fmt: skip
-    out = args.out or Path("runs") / "eval" / args.model.resolve().name
+    name = (
+        model.resolve().name if iteration is None else f"{model.resolve().parent.name}_{iteration}"
+    )
+    out = args.out or Path("runs") / "eval" / name
     started = time.time()
     engine = run.build_engine(hf_dir, rollout)
     load_s = time.time() - started
     results: dict[str, dict] = {}
     try:
         for data in datasets:
+            settings = settings_of[data.name]
             acc = run.scorer_for(data, settings.scorer)
             scorers = {acc: 1.0, run.FORMAT_SCORER: 0.0} if acc != run.FORMAT_SCORER else {acc: 1.0}
             began = time.time()
@@ -200,6 +263,7 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
             seconds = time.time() - began
             results[data.name] = {
                 "prompts": len(data.prompts), "metrics": metrics, "seconds": round(seconds, 1),
+                "n": settings.n, "ks": settings.ks,
                 "source": data.source, "template": data.template, "scorer": acc,
             }  # fmt: skip
             if rank == 0:
@@ -210,18 +274,18 @@ def _evaluate(args: argparse.Namespace, settings, work: Path, rank: int) -> int:
                 run.write_jsonl(out / f"samples_{data.name}.jsonl", rows)
     finally:
         engine.shutdown()
-    if rank == 0:
-        report = {
-            "model": str(args.model), "model_kind": kind, "engine": args.engine,
-            "infer_tp": args.infer_tp, "dtype": dtype, "n": settings.n, "ks": settings.ks,
+    report = {
+            "model": str(model), "iteration": iteration, "model_kind": kind, "engine": args.engine,
+            "infer_tp": args.infer_tp, "dtype": dtype,
             "temperature": settings.temperature, "top_p": settings.top_p,
             "max_tokens": settings.max_tokens, "seed": settings.seed,
             "engine_load_seconds": round(load_s, 1), "datasets": results,
-        }  # fmt: skip
+    }  # fmt: skip
+    if rank == 0:
         atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
         print(_table(results))
         print(f"wrote {out / 'metrics.json'} and samples_*.jsonl")
-    return 0
+    return report
 
 
 if __name__ == "__main__":

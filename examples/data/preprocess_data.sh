@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Preprocess a dataset into R1 prompts: bash examples/data/preprocess_data.sh NAME [key=value ...]
-#   NAME: deepscaler | math | gsm8k | gpqa | countdown | arithmetic (configs/datasets/NAME.yaml)
+#   NAME: deepscaler | math | gsm8k | math500 | aime24 | gpqa_diamond | countdown | arithmetic
+#         (configs/datasets/NAME.yaml)
 # Countdown and arithmetic need no download: their raw rows are generated here when missing;
 # arithmetic's held-out split is preprocessed too (data/arithmetic/test).
 set -euo pipefail

@@ -169,3 +169,52 @@ def test_a_training_runs_model_keeps_its_template(model_dir, prefix, jsonl, tmp_
     report, rows = _eval(tmp_path, "default", *argv, "--max-tokens", "2", "--limit", "2")
     assert report["datasets"]["sums"]["template"] == "chatml_r1_oneshot"
     assert rows[0]["prompt"].endswith("<think>")
+
+
+def test_the_r1zero_suite_table_from_one_command(model_dir, tmp_path, capsys):
+    # Small generated stand-ins for MATH-500, AIME24 and GPQA Diamond (users bring the real
+    # files), preprocessed with the shipped configs' handlers; two models, one row each.
+    import csv
+    import shutil
+
+    from mindspeed_rl.data.preprocess import load_dataset_config, preprocess
+
+    rows = [json.loads(line) for line in
+            (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()[:5]]  # fmt: skip
+    problems = [{"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()}
+                for r in rows]  # fmt: skip
+    (tmp_path / "math500.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems[:3]))
+    (tmp_path / "aime24.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems[3:]))
+    with (tmp_path / "gpqa.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                         "Incorrect Answer 3"])  # fmt: skip
+        writer.writerow(["Which gas is noble?", "Argon", "Oxygen", "Iron", "Sodium"])
+        writer.writerow(["What is 2 + 2?", "4", "3", "5", "22"])
+    where = []
+    for name, source in (("math500", "math500.jsonl"), ("aime24", "aime24.jsonl"),
+                         ("gpqa_diamond", "gpqa.csv")):  # fmt: skip
+        prefix = tmp_path / "data" / name / "test"
+        preprocess(load_dataset_config(name, [
+            f"input={tmp_path / source}", f"output_prefix={prefix}", f"tokenizer={model_dir}",
+            "template=chatml_r1_oneshot", "workers=1"]))  # fmt: skip
+        where += ["--suite-data", f"{name}={prefix}"]
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    out = tmp_path / "suite"
+    argv = ["--model", str(model_dir), "--model", str(other), "--suite", "r1zero", *where,
+            "--engine", "torch", "--max-tokens", "4", "--out", str(out)]  # fmt: skip
+    assert _main(argv) == 0
+    table = capsys.readouterr().out
+    lines = (out / "table.md").read_text().splitlines()
+    assert lines[0] == "| model | MATH-500 pass@1 | AIME24 avg@24 | GPQA Diamond avg@4 |"
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [model_dir.name, "other"]
+    assert lines[2] in table
+    suite = json.loads((out / "suite.json").read_text())
+    report = suite["reports"]["other"]
+    _, aime, gpqa = report["datasets"].values()  # in the suite's order
+    assert (aime["n"], aime["ks"], gpqa["n"], gpqa["scorer"]) == (24, [24], 4, "choice")
+    for figure in suite["rows"]["other"].values():
+        assert figure is not None and 0.0 <= figure <= 1.0
+    # Same weights, same seeds: the two rows agree.
+    assert suite["rows"]["other"] == suite["rows"][model_dir.name]

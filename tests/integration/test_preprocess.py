@@ -87,13 +87,27 @@ def gpqa_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, labels
 
 
+def math500_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    answers = ["\\frac{14}{3}", "10", "\\left( 3, \\frac{\\pi}{2} \\right)", "p - q"]
+    rows = [{"problem": f"Problem {i}", "solution": f"... \\boxed{{{a}}}", "answer": a,
+             "subject": "Algebra", "level": 3} for i, a in enumerate(answers)]  # fmt: skip
+    return write_jsonl(tmp_path / "math500.jsonl", rows), answers
+
+
+def aime24_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    rows = [{"problem": f"AIME problem {i}", "answer": str(100 + i)} for i in range(5)]
+    return write_jsonl(tmp_path / "aime24.jsonl", rows), [str(100 + i) for i in range(5)]
+
+
 FIXTURES = {
     "arithmetic": arithmetic_fixture,
     "deepscaler": deepscaler_fixture,
     "math": math_fixture,
     "gsm8k": gsm8k_fixture,
     "countdown": countdown_fixture,
-    "gpqa": gpqa_fixture,
+    "gpqa_diamond": gpqa_fixture,
+    "math500": math500_fixture,
+    "aime24": aime24_fixture,
 }
 
 
