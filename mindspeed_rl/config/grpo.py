@@ -90,6 +90,24 @@ class ModelConfig:
 
 
 @dataclass
+class ValSetConfig:
+    """One more held-out set validated on ``trainer.val_interval``."""
+
+    prefix: str = ""
+    """Output prefix of the preprocessed set (scored with the training scorers' accuracy)."""
+    n: int = 1
+    """Samples per prompt besides the greedy one: avg@n and pass@n when > 1."""
+    prompts: int = 64
+    """The first this many prompts of the set."""
+
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            raise ValueError("data.val_sets.<name>.prefix is empty; name the preprocessed set")
+        if self.n < 1 or self.prompts < 1:
+            raise ValueError("data.val_sets.<name>.n and .prompts must be >= 1")
+
+
+@dataclass
 class DataConfig:
     """Prompts: preprocessed datasets (``cli/preprocess_data.py``) and batching."""
 
@@ -101,6 +119,10 @@ class DataConfig:
     """B: prompts per iteration (each gets ``sampling.n`` responses)."""
     val_prompts: int = 64
     """Held-out prompts scored at each validation (the first ones of the set)."""
+    val_sets: dict[str, ValSetConfig] = field(default_factory=dict)
+    """More held-out sets by name, each with its own samples per prompt, validated with
+    val_prefix and logged as val/<name>/accuracy (greedy pass@1), val/<name>/format,
+    val/<name>/avg_at_k and val/<name>/pass_at_k (k = its n)."""
     seed: int = 1234
     """Shuffle seed of the training prompts."""
     assistant_prefix: str | None = None
@@ -115,6 +137,12 @@ class DataConfig:
             )
         if self.val_prompts < 1:
             raise ValueError(f"data.val_prompts must be >= 1, got {self.val_prompts}")
+        for name in self.val_sets:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(
+                    f"data.val_sets: {name!r} must be letters, digits, '_' or '-' (it names "
+                    "metrics val/<name>/...)"
+                )
 
 
 @dataclass
@@ -405,10 +433,7 @@ class GRPOConfig:
                 f"rollout.infer_tp={infer_tp} cannot split {heads} attention heads / {kv} KV "
                 "heads: it must divide the heads and divide, or be a multiple of, the KV heads"
             )
-        for key, prefix in (
-            ("data.train_prefix", self.data.train_prefix),
-            ("data.val_prefix", self.data.val_prefix),
-        ):
+        for key, prefix in self._prefixes():
             if prefix and not resolve(prefix + "_prompt.idx").is_file():
                 raise UserError(
                     f"{key}: no preprocessed dataset at {resolve(prefix)}_prompt.idx; run "
@@ -417,6 +442,14 @@ class GRPOConfig:
         self._check_load_dir(spec)
         self._check_prompt_lengths()
         self._check_tokenizer()
+
+    def _prefixes(self) -> list[tuple[str, str]]:
+        """(config key, prefix) of every dataset the run reads."""
+        return [
+            ("data.train_prefix", self.data.train_prefix),
+            ("data.val_prefix", self.data.val_prefix),
+            *((f"data.val_sets.{name}.prefix", v.prefix) for name, v in self.data.val_sets.items()),
+        ]
 
     def _check_load_dir(self, spec) -> None:
         """``model.load_dir`` is a readable checkpoint of the configured model at the run's
@@ -447,10 +480,7 @@ class GRPOConfig:
         engine would refuse it hours into a run, or cut the response short)."""
         from mindspeed_rl.data.indexed import PromptDataset
 
-        for key, prefix in (
-            ("data.train_prefix", self.data.train_prefix),
-            ("data.val_prefix", self.data.val_prefix),
-        ):
+        for key, prefix in self._prefixes():
             if not prefix:
                 continue
             dataset = PromptDataset(resolve(prefix))  # its index is mapped while it lives
@@ -468,10 +498,7 @@ class GRPOConfig:
         from mindspeed_rl.data.tokenization import tokenizer_fingerprint
 
         model_print = None
-        for key, prefix in (
-            ("data.train_prefix", self.data.train_prefix),
-            ("data.val_prefix", self.data.val_prefix),
-        ):
+        for key, prefix in self._prefixes():
             summary_file = resolve(prefix + "_summary.json") if prefix else None
             if summary_file is None or not summary_file.is_file():
                 continue

@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -170,17 +170,32 @@ def learning_rate(optim: OptimConfig, iteration: int, iterations: int) -> float:
                  optim.decay)  # fmt: skip
 
 
-def validate(group, val: tuple[list[list[int]], list[str]], cfg: GRPOConfig) -> dict:
-    """Greedy pass@1 and, with trainer.val_n > 1, avg@k at the training temperature."""
-    prompts, labels = val
-    greedy = generate_scored(group, prompts, labels,
-                             sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0)  # fmt: skip
-    sampled = None
-    if cfg.trainer.val_n > 1:
-        sampling = sampling_for(cfg, cfg.trainer.seed + 1, n=cfg.trainer.val_n)
-        sampled = generate_scored(group, prompts, labels, sampling, 0)
-    return validation_metrics(greedy, sampled, cfg.reward.accuracy_scorer,
-                              cfg.reward.format_scorer)  # fmt: skip
+@dataclass(frozen=True)
+class ValSet:
+    """A held-out set: its prompts and labels, samples per prompt besides the greedy one, and
+    the metric prefix (``val`` for data.val_prefix, ``val/<name>`` for data.val_sets)."""
+
+    prefix: str
+    prompts: list[list[int]]
+    labels: list[str]
+    n: int
+
+
+def validate(group, sets: list[ValSet], cfg: GRPOConfig) -> dict[str, float]:
+    """Per set: greedy pass@1 and format, and with n > 1 avg@n / pass@n at the training
+    temperature."""
+    out: dict[str, float] = {}
+    for v in sets:
+        greedy = generate_scored(group, v.prompts, v.labels,
+                                 sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0)  # fmt: skip
+        sampled = None
+        if v.n > 1:
+            sampling = sampling_for(cfg, cfg.trainer.seed + 1, n=v.n)
+            sampled = generate_scored(group, v.prompts, v.labels, sampling, 0)
+        figures = validation_metrics(greedy, sampled, cfg.reward.accuracy_scorer,
+                                     cfg.reward.format_scorer)  # fmt: skip
+        out |= {v.prefix + k.removeprefix("val"): x for k, x in figures.items()}
+    return out
 
 
 def validation_metrics(
@@ -354,12 +369,21 @@ def prepare_initial_checkpoint(cfg: GRPOConfig, out: Path) -> Path:
     return init
 
 
-def _val_set(cfg: GRPOConfig) -> tuple[list[list[int]], list[str]] | None:
-    if not cfg.data.val_prefix or not cfg.trainer.val_interval:
-        return None
-    ds = PromptDataset(resolve(cfg.data.val_prefix))
-    rows = range(min(len(ds), cfg.data.val_prompts))
-    return [ds.prompt_ids(i) for i in rows], [ds.label(i) for i in rows]
+def val_sets(cfg: GRPOConfig) -> list[ValSet]:
+    """data.val_prefix and data.val_sets, when validation is on (trainer.val_interval)."""
+    if not cfg.trainer.val_interval:
+        return []
+    wanted = [("val", cfg.data.val_prefix, cfg.data.val_prompts, cfg.trainer.val_n)]
+    wanted += [(f"val/{name}", v.prefix, v.prompts, v.n) for name, v in cfg.data.val_sets.items()]
+    sets = []
+    for metric_prefix, prefix, count, n in wanted:
+        if not prefix:
+            continue
+        ds = PromptDataset(resolve(prefix))
+        rows = range(min(len(ds), count))
+        sets.append(ValSet(metric_prefix, [ds.prompt_ids(i) for i in rows],
+                           [ds.label(i) for i in rows], n))  # fmt: skip
+    return sets
 
 
 def resolved(cfg: GRPOConfig) -> GRPOConfig:
@@ -375,11 +399,15 @@ def resolve_assistant_prefix(cfg: GRPOConfig) -> str:
     if cfg.data.assistant_prefix is not None:
         return cfg.data.assistant_prefix
     prefix = PromptDataset(resolve(cfg.data.train_prefix)).summary.get("assistant_prefix", "")
-    if cfg.data.val_prefix:
-        val = PromptDataset(resolve(cfg.data.val_prefix)).summary.get("assistant_prefix", "")
+    held_out = [("data.val_prefix", cfg.data.val_prefix)]
+    held_out += [(f"data.val_sets.{name}", v.prefix) for name, v in cfg.data.val_sets.items()]
+    for key, path in held_out:
+        if not path:
+            continue
+        val = PromptDataset(resolve(path)).summary.get("assistant_prefix", "")
         if val != prefix:
             raise UserError(
-                f"data.val_prefix was preprocessed with assistant prefix {val!r} but "
+                f"{key} was preprocessed with assistant prefix {val!r} but "
                 f"data.train_prefix with {prefix!r}; preprocess both with the same template"
             )
     return prefix
@@ -485,13 +513,13 @@ def train(
         data_prefix=str(resolve(cfg.data.train_prefix)),
         batch_size=cfg.data.prompts_per_iteration, seed=cfg.data.seed,
     ))  # fmt: skip
-    val = _val_set(cfg)
+    val = val_sets(cfg)
     logger = MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations,
                            resume_iteration=resume, run_config=to_dict(cfg),
                            console_stream=console)  # fmt: skip
     train_rows = len(PromptDataset(resolve(cfg.data.train_prefix)))
     for line in startup_summary(cfg, config_name, load_dir, resume, train_rows,
-                                len(val[0]) if val else 0):  # fmt: skip
+                                sum(len(v.prompts) for v in val)):  # fmt: skip
         logger.message(line)
     try:
         ready = time.perf_counter()
@@ -548,7 +576,7 @@ def train_step(
 def run_iterations(
     group,
     loader: PromptLoader,
-    val: tuple[list[list[int]], list[str]] | None,
+    val: list[ValSet],
     logger: MetricsLogger,
     cfg: GRPOConfig,
     start: int,

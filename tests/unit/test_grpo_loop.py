@@ -15,7 +15,7 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig
 from mindspeed_rl.data.indexed import write_prompt_dataset
 from mindspeed_rl.data.prompt_loader import PromptLoader, PromptLoaderConfig
-from mindspeed_rl.driver.grpo import TRAINER_STATE, latest_checkpoint, run_iterations
+from mindspeed_rl.driver.grpo import TRAINER_STATE, ValSet, latest_checkpoint, run_iterations
 from mindspeed_rl.driver.metrics import LoggingConfig, MetricsLogger, load_metrics
 from mindspeed_rl.rewards.base import RewardResult
 from mindspeed_rl.rewards.registry import RewardConfig
@@ -109,10 +109,10 @@ def _cfg(tmp_path: Path, **trainer) -> GRPOConfig:
     return cfg
 
 
-def _run(cfg: GRPOConfig, group: FakeGroup, loader: PromptLoader, tmp_path: Path, val=None):
+def _run(cfg: GRPOConfig, group: FakeGroup, loader: PromptLoader, tmp_path: Path, val=()):
     out = tmp_path / "run"
     with MetricsLogger(cfg.logging, total_iterations=cfg.trainer.iterations) as logger:
-        last = run_iterations(group, loader, val, logger, cfg, 1, out)
+        last = run_iterations(group, loader, list(val), logger, cfg, 1, out)
     return last, load_metrics(out / "metrics.jsonl")
 
 
@@ -120,7 +120,7 @@ def test_phase_order_validation_and_save_intervals(tmp_path):
     cfg = _cfg(tmp_path, iterations=3, val_interval=2, save_interval=2)
     cfg.loss.kl_coef = 0.01
     group = FakeGroup()
-    val = ([[1, 2], [3, 4], [5, 6]], ["all", "none", "half"])
+    val = [ValSet("val", [[1, 2], [3, 4], [5, 6]], ["all", "none", "half"], 1)]
     last, rows = _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path, val)
     val_calls = [("generate", 3, 1, 0), ("score", 3)]
 
@@ -330,3 +330,19 @@ def test_keep_checkpoints_deletes_the_oldest_after_each_save(tmp_path):
     root = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in root.glob("iter_*")) == ["iter_0000004", "iter_0000005"]
     assert latest_checkpoint(root) == 5
+
+
+def test_several_held_out_sets_each_with_its_own_samples(tmp_path):
+    cfg = _cfg(tmp_path, iterations=2, val_interval=2)
+    group = FakeGroup()
+    sets = [ValSet("val", [[1, 2]], ["all"], 1),
+            ValSet("val/hard", [[3, 4], [5, 6]], ["none", "half"], 4)]  # fmt: skip
+    _, rows = _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path, sets)
+    first = next(r for r in rows if r["iteration"] == 0)
+    assert first["val/accuracy"] == 1.0 and "val/avg_at_k" not in first
+    # "none" never right, "half" right on even samples (greedy j=0 right): pass@1 1/2,
+    # avg@4 (0 + 2/4) / 2, pass@4 1/2.
+    assert first["val/hard/accuracy"] == 0.5
+    assert first["val/hard/avg_at_k"] == 0.25 and first["val/hard/pass_at_k"] == 0.5
+    generated = [c for c in group.calls if c[0] == "generate"][:3]
+    assert generated == [("generate", 1, 1, 0), ("generate", 2, 1, 0), ("generate", 2, 4, 0)]

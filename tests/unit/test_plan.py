@@ -393,7 +393,7 @@ def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
     train = _module(REPO_ROOT / "cli" / "train_grpo.py")
     args = [
         "--config-name", "grpo_qwen25_32b", "--check", f"model.hf_dir={qwen32b_dir}",
-        "data.train_prefix=''", "data.val_prefix=''", "rollout.infer_tp=1",
+        "data.train_prefix=''", "data.val_prefix=''", "rollout.infer_tp=1", "model.load_dir=''",
     ]  # fmt: skip
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip()
