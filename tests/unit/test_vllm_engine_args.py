@@ -46,3 +46,13 @@ def test_every_argument_is_one_of_vllms():
         args = EngineArgs(**kwargs)  # a misspelt or removed argument raises TypeError here
         assert args.tensor_parallel_size == infer_tp
     assert args.disable_custom_all_reduce is True
+
+
+def test_another_vllm_version_is_refused_in_one_line():
+    from mindspeed_rl.errors import UserError
+    from mindspeed_rl.rollout.vllm_engine import check_vllm_version
+
+    check_vllm_version("0.32.0")
+    check_vllm_version("0.32.0+cpu")
+    with pytest.raises(UserError, match="vLLM 0.33.1 is installed but the engine is written for"):
+        check_vllm_version("0.33.1")
