@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_name(model: Path, iteration: int | None) -> str:
+    """How a model is named in tables and output folders: a run's ``hf/`` or ``checkpoints/``
+    by its run (two runs' ``hf/`` must not collide), a chosen iteration after ``@``."""
+    path = model.resolve()
+    name = f"{path.parent.name}/{path.name}" if path.name in ("hf", "checkpoints") else path.name
+    return name if iteration is None else f"{name}@{iteration}"
+
+
 def _rank_and_world(infer_tp: int, engine: str) -> tuple[int, int]:
     """This process's rank; under --infer-tp > 1, joins torchrun's process group."""
     if infer_tp < 1:
@@ -154,14 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     rank, _ = _rank_and_world(args.infer_tp, args.engine)
     reports = {}
     for model, iteration in models:
-        name = (
-            model.resolve().name
-            if iteration is None
-            else f"{model.resolve().parent.name}@{iteration}"
-        )
+        name = model_name(model, iteration)
         if name in reports:  # two runs' hf/ folders: keep both rows
             name = f"{name} ({len(reports) + 1})"
-        out = root / name.replace("@", "_").replace(" ", "_") if several else args.out
+        safe = name.replace("@", "_").replace("/", "_").replace(" ", "_")
+        out = root / safe if several else args.out
         with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
             reports[name] = _evaluate(args, sets, Path(work), rank, model, iteration, out)
     if suite and rank == 0:
@@ -229,10 +234,8 @@ def _evaluate(
     rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
                             max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb,
                             gpu_memory_utilization=args.gpu_memory_utilization)  # fmt: skip
-    name = (
-        model.resolve().name if iteration is None else f"{model.resolve().parent.name}_{iteration}"
-    )
-    out = args.out or Path("runs") / "eval" / name
+    name = model_name(model, iteration).replace("@", "_").replace("/", "_")
+    out = out or Path("runs") / "eval" / name
     started = time.time()
     engine = run.build_engine(hf_dir, rollout)
     load_s = time.time() - started

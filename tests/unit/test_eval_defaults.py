@@ -30,3 +30,16 @@ def test_a_chosen_iteration_of_a_megatron_checkpoint(tmp_path, tiny_qwen2_dir):
         resolve_model(ckpt, tmp_path / "work2", iteration=7)
     with pytest.raises(UserError, match="--iteration applies to a Megatron checkpoint"):
         resolve_model(tiny_qwen2_dir, tmp_path / "work3", iteration=1)
+
+
+def test_a_runs_hf_folder_is_named_by_its_run(tmp_path):
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "cli"))
+    from eval import model_name
+
+    assert model_name(tmp_path / "run_a" / "hf", None) == "run_a/hf"
+    assert model_name(tmp_path / "run_b" / "checkpoints", 200) == "run_b/checkpoints@200"
+    assert model_name(tmp_path / "Qwen2.5-7B", None) == "Qwen2.5-7B"
