@@ -301,8 +301,22 @@ def render_text(plan: MemoryPlan, title: str) -> str:
         cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:-1], widths[1:])]
         lines.append(("  ".join(cells) + ("  " + r[-1] if r[-1] else "")).rstrip())
     lines += ["", verdict(plan), checkpoint_line(plan)]
+    lines += [line] if (line := host_line(plan)) else []
     lines += _knob_lines(plan, bullet="  ")
     return "\n".join(lines) + "\n"
+
+
+def host_line(plan: MemoryPlan) -> str | None:
+    """Host memory the rollout's offload needs (optimizer state, and the training params with
+    rollout.offload_params) per device and per node; None on CPU, where nothing moves."""
+    rollout = next((p for p in plan.phases if p.name == "rollout"), None)
+    if rollout is None or not plan.input.on_accelerator:
+        return None
+    per_device = sum(t.bytes for t in rollout.terms if t.where == "host")
+    node = plan.input.devices_per_node
+    return (f"host memory during rollout: {gb(per_device)} per device offloaded "
+            f"({', '.join(t.name for t in rollout.terms if t.where == 'host')}), "
+            f"{gb(per_device * node)} per node of {node}, on top of what the processes use")  # fmt: skip
 
 
 def checkpoint_line(plan: MemoryPlan) -> str:
@@ -334,6 +348,7 @@ def render_markdown(plan: MemoryPlan, title: str) -> str:
     for r in rows(plan):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     lines += ["", f"**{verdict(plan)}**", "", checkpoint_line(plan)]
+    lines += ["", line] if (line := host_line(plan)) else []
     knob_lines = _knob_lines(plan, bullet="- ")
     if knob_lines:
         lines += ["", *[line if line.startswith("- ") else line for line in knob_lines]]

@@ -463,3 +463,19 @@ def test_checkpoint_size_counts_weights_once_and_the_optimizer_state():
         width = 2 if dtype == "bf16" else 4
         assert checkpoint_bytes(plan.input) == (params * width, params * optimizer_per_param)
         assert "per save on disk" in render_text(plan, "x")
+
+
+def test_host_memory_of_the_rollout_offload_per_node():
+    from mindspeed_rl.plan.memory import optimizer_bytes
+    from mindspeed_rl.plan.report import host_line
+
+    plan = plan_config(load_config("grpo_qwen25_7b"), read_dataset=False)
+    rollout = next(p for p in plan.phases if p.name == "rollout")
+    per_device = optimizer_bytes(plan.input, rollout.stage)
+    line = host_line(plan)
+    assert f"{per_device / GB:.1f} GB per device offloaded (optimizer state)" in line
+    assert f"{8 * per_device / GB:.1f} GB per node of 8" in line
+    with_params = plan_config(load_config("grpo_qwen25_7b", ["rollout.offload_params=true"]),
+                              read_dataset=False)  # fmt: skip
+    assert "(parameters, optimizer state)" in host_line(with_params)
+    assert host_line(plan_config(load_config("grpo_smollm2_cpu"), read_dataset=False)) is None
