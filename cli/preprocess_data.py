@@ -2,8 +2,10 @@
 
 python cli/preprocess_data.py NAME [key=value ...]
 
-NAME is configs/datasets/NAME.yaml (deepscaler, math, gsm8k, countdown) or a path to a YAML
-file; overrides replace its keys, e.g. input=/data/train.parquet workers=4 map_keys.problem=prompt.
+NAME is configs/datasets/NAME.yaml (arithmetic, aime24, countdown, deepscaler, gpqa_diamond,
+gsm8k, math, math500) or a path to a YAML file; overrides replace its keys, e.g.
+input=/data/train.parquet output_prefix=data/x/train tokenizer=models/Qwen2.5-7B
+template=qwen_r1 workers=4 map_keys.problem=prompt limit=100 skip_bad_rows=true.
 """
 
 from __future__ import annotations

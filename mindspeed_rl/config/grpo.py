@@ -30,7 +30,8 @@ class ModelConfig:
 
     hf_dir: str = "models/SmolLM2-135M-Instruct"
     """HF model directory: config, tokenizer (for decoding responses) and, when ``load_dir``
-    does not exist yet, the weights to convert."""
+    is empty, the weights to convert (into <trainer.output_dir>/init_mcore, again whenever
+    these files change)."""
     load_dir: str = ""
     """Megatron checkpoint (from ``cli/convert_ckpt.py hf2mcore``) at this run's TP/PP.
     Empty: convert ``hf_dir`` into ``<trainer.output_dir>/init_mcore`` at start-up."""
