@@ -13,11 +13,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, cli_entry  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convert_ckpt", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="convert_ckpt", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="direction", required=True)
     to_mcore = sub.add_parser("hf2mcore", help="HF safetensors -> Megatron TP/PP shards")
     to_mcore.add_argument("--load-dir", type=Path, required=True, help="HF model directory")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, UserError, cli_entry  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eval",
         description=__doc__.split("\n\n")[0],
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", type=Path, action="append", required=True,
                         help="HF dir or Megatron checkpoint; repeatable (one table row each)")  # fmt: skip
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=1, help="samples per prompt besides greedy")
     parser.add_argument("--k", type=int, action="append", default=[],
                         help="k of avg@k / pass@k / maj@k, <= n; repeatable (default: n)")  # fmt: skip
-    parser.add_argument("--temperature", type=float, default=0.6)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--temperature", type=float, default=0.6, help="of the --n samples")
+    parser.add_argument("--top-p", type=float, default=0.95, help="of the --n samples")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="response length limit (default: the training run's "
                         "sampling.max_tokens for a run's hf/ or checkpoints/, else 1024)")  # fmt: skip
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                         help="inference dtype (default: fp32 on CPU, bf16 on accelerators)")  # fmt: skip
     parser.add_argument("--limit", type=int, help="first N prompts of each set")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="prompt i samples with seed + i")
     parser.add_argument("--batch", type=int, default=64, help="prompts per engine call")
     parser.add_argument("--kv-cache-gb", type=int, default=2, help="vLLM KV cache on CPU, GiB")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/eval/MODEL)")

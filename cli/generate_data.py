@@ -13,12 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, UserError, cli_entry  # noqa: E402
 from mindspeed_rl.utils.fs import atomic_write_text  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="generate_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="generate_data", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     tasks = parser.add_subparsers(dest="task", required=True)
 
     countdown = tasks.add_parser("countdown", help="Countdown puzzles (nums, target, solution)")

@@ -16,12 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, cli_entry  # noqa: E402
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="plan", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument(
         "--config-name", required=True, help="a preset in configs/, e.g. grpo_qwen25_7b"
     )

@@ -27,7 +27,7 @@ from mindspeed_rl.driver.metrics import (  # noqa: E402
     VAL_FORMAT,
     load_metrics,
 )
-from mindspeed_rl.errors import UserError, cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, UserError, cli_entry  # noqa: E402
 
 SPARSE_POINTS = 50
 """Series with fewer points than this (validation, short runs) get markers."""
@@ -75,7 +75,9 @@ def draw(ax, rows: list[dict], figure: Figure) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plot_metrics", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="plot_metrics", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("metrics", type=Path, help="metrics.jsonl written by the trainer")
     parser.add_argument(
         "--out", type=Path, default=None, help="output directory (default: next to the file)"

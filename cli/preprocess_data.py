@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindspeed_rl.errors import cli_entry  # noqa: E402
+from mindspeed_rl.errors import HelpFormatter, cli_entry  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="preprocess_data",
         description=__doc__.split("\n\n")[0],
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("name", help="dataset config name or path to a .yaml file")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
