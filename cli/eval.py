@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="HF dir or Megatron checkpoint; repeatable (one table row each)")  # fmt: skip
     parser.add_argument("--data", action="append", default=[], metavar="NAME_OR_PREFIX",
                         help="held-out set; repeatable")  # fmt: skip
+    parser.add_argument("--map-keys", action="append", default=[], metavar="FIELD=KEY",
+                        help="a raw --data file's fields: question=KEY and label=KEY (default: "
+                        "guessed from problem/answer, problem/solution, question/answer)")  # fmt: skip
     parser.add_argument("--suite", help="a named suite instead of --data/--n/--k "
                         "(r1zero: MATH-500 pass@1, AIME24 avg@24, GPQA Diamond avg@4)")  # fmt: skip
     parser.add_argument("--suite-data", action="append", default=[], metavar="NAME=PREFIX",
@@ -78,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kv-cache-gb", type=int, default=2, help="vLLM KV cache on CPU, GiB")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/eval/MODEL)")
     return parser
+
+
+def _map_keys(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        field, sep, key = pair.partition("=")
+        if not sep or not key or field not in ("question", "label"):
+            raise UserError(f"--map-keys {pair!r}: expected question=KEY or label=KEY")
+        out[field] = key
+    return out
 
 
 def model_name(model: Path, iteration: int | None) -> str:
@@ -211,8 +224,11 @@ def _evaluate(
                   file=sys.stderr)  # fmt: skip
     settings = sets[0][1]
     trained = run.trained_template(model)
+    map_keys = _map_keys(args.map_keys)
     datasets = [
-        run.load_eval_data(spec, args.template, hf_dir, args.limit, trained[0] if trained else None)
+        run.load_eval_data(
+            spec, args.template, hf_dir, args.limit, trained[0] if trained else None, map_keys
+        )  # fmt: skip
         for spec, _ in sets
     ]
     settings_of = {data.name: s for data, (_, s) in zip(datasets, sets)}

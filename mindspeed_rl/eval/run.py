@@ -227,7 +227,9 @@ def _guess_handler(row: dict[str, Any]) -> tuple[str, dict[str, str]]:
     )
 
 
-def _read_jsonl(path: Path, limit: int | None) -> tuple[list[str], list[str], str]:
+def _read_jsonl(
+    path: Path, limit: int | None, map_keys: dict[str, str] | None = None
+) -> tuple[list[str], list[str], str]:
     from mindspeed_rl.data.handlers import RowError, RowView, get_handler
     from mindspeed_rl.data.readers import read_records
 
@@ -238,7 +240,10 @@ def _read_jsonl(path: Path, limit: int | None) -> tuple[list[str], list[str], st
         if record.row is None:
             raise UserError(f"{record.where}: {record.error}; fix the row")
         if not handler_name:
-            handler_name, map_keys = _guess_handler(record.row)
+            if map_keys:
+                handler_name = "generic"  # question / label, renamed by --map-keys
+            else:
+                handler_name, map_keys = _guess_handler(record.row)
             handler = get_handler(handler_name, map_keys)
         try:
             example = handler.convert(RowView(record.row, map_keys))
@@ -290,8 +295,9 @@ def _from_prefix(
 
 
 def _from_jsonl(
-    name: str, path: Path, template: str | None, tokenizer_dir: Path, limit: int | None
-) -> EvalData:
+    name: str, path: Path, template: str | None, tokenizer_dir: Path, limit: int | None,
+    map_keys: dict[str, str] | None = None,
+) -> EvalData:  # fmt: skip
     from mindspeed_rl.data.templates import get_template
     from mindspeed_rl.data.tokenization import encode_prompts, load_hf_tokenizer
 
@@ -301,7 +307,7 @@ def _from_jsonl(
             "e.g. --template qwen_r1 (see configs/model/templates.json)"
         )
     chosen = get_template(template)
-    questions, labels, handler = _read_jsonl(path, limit)
+    questions, labels, handler = _read_jsonl(path, limit, map_keys)
     hf_tokenizer = load_hf_tokenizer(tokenizer_dir)
     prompts = [chosen.render(q, hf_tokenizer) for q in questions]
     ids = list(encode_prompts(prompts, tokenizer_dir, workers=1, hf_tokenizer=hf_tokenizer))
@@ -314,12 +320,15 @@ def load_eval_data(
     tokenizer_dir: Path,
     limit: int | None = None,
     raw_default: str | None = None,
+    map_keys: dict[str, str] | None = None,
 ) -> EvalData:
     """The held-out set ``spec`` names: a preprocessed prefix, a JSONL file, or a dataset name
     (``data/NAME/test`` when preprocessed, else a set that ships with the repository).
 
     ``template`` must match a prefix's own; raw files are rendered with it, or with
-    ``raw_default`` (the model's training template) when it is None."""
+    ``raw_default`` (the model's training template) when it is None. ``map_keys`` names a raw
+    file's question and label fields (``{"question": "Problem", "label": "Answer"}``) instead
+    of guessing them from the usual shapes."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
     path = Path(spec)
@@ -330,7 +339,8 @@ def load_eval_data(
         name = f"{family}_{path.name}" if family != path.name else family
         return _from_prefix(name, family, spec, template, tokenizer_dir, limit)
     if path.is_file():
-        return _from_jsonl(path.stem, path, template or raw_default, tokenizer_dir, limit)
+        return _from_jsonl(path.stem, path, template or raw_default, tokenizer_dir, limit,
+                           map_keys)  # fmt: skip
     if "/" not in spec:
         prefix = REPO_ROOT / "data" / spec / "test"
         if Path(str(prefix) + "_summary.json").is_file():

@@ -218,3 +218,19 @@ def test_the_r1zero_suite_table_from_one_command(model_dir, tmp_path, capsys):
         assert figure is not None and 0.0 <= figure <= 1.0
     # Same weights, same seeds: the two rows agree.
     assert suite["rows"]["other"] == suite["rows"][model_dir.name]
+
+
+def test_map_keys_names_a_raw_files_fields(model_dir, tmp_path, capsys):
+    source = tmp_path / "aime_like.jsonl"
+    rows = [{"Problem": f"What is {i} + {i}?", "Answer": str(2 * i), "ID": i} for i in range(3)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["--model", str(model_dir), "--data", str(source), "--template", "chatml_r1",
+              "--engine", "torch", "--max-tokens", "2"]  # fmt: skip
+    assert _main(common) == 2  # no usual shape to guess
+    assert "cannot tell the fields" in capsys.readouterr().err
+    assert _main([*common, "--map-keys", "prompt=Problem"]) == 2
+    assert "expected question=KEY or label=KEY" in capsys.readouterr().err
+    report, samples = _eval(tmp_path, "mapped", *common, "--map-keys", "question=Problem",
+                            "--map-keys", "label=Answer")  # fmt: skip
+    assert [s["label"] for s in samples] == ["0", "2", "4"]
+    assert "What is 1 + 1?" in samples[1]["prompt"]
