@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in reports:  # two runs' hf/ folders: keep both rows
             name = f"{name} ({len(reports) + 1})"
         safe = name.replace("@", "_").replace("/", "_").replace(" ", "_")
-        out = root / safe if several else args.out
+        out = root / safe if several else (args.out or Path("runs") / "eval" / safe)
         with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
             reports[name] = _evaluate(args, sets, Path(work), rank, model, iteration, out)
     if suite and rank == 0:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _evaluate(
     args: argparse.Namespace, sets: list, work: Path, rank: int, model: Path,
-    iteration: int | None, out: Path | None,
+    iteration: int | None, out: Path,
 ) -> dict:  # fmt: skip
     """Evaluate ``model`` on ``sets`` ((data spec, settings) pairs); rank 0 writes the report
     and samples under the model's output folder and returns the report."""
@@ -250,8 +250,6 @@ def _evaluate(
     rollout = RolloutConfig(engine=args.engine, infer_tp=args.infer_tp, dtype=dtype,
                             max_model_len=max_model_len, kv_cache_gb=args.kv_cache_gb,
                             gpu_memory_utilization=args.gpu_memory_utilization)  # fmt: skip
-    name = model_name(model, iteration).replace("@", "_").replace("/", "_")
-    out = out or Path("runs") / "eval" / name
     started = time.time()
     engine = run.build_engine(hf_dir, rollout)
     load_s = time.time() - started

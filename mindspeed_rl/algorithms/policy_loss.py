@@ -27,16 +27,11 @@ import torch
 
 from mindspeed_rl.algorithms import rollout_correction as rc
 from mindspeed_rl.algorithms.kl import KL_ESTIMATORS
+from mindspeed_rl.algorithms.masking import masked_mean
 
 LOG_RATIO_CLAMP = 20.0
 """log(pi / pi_old) is clamped to this before exp(): a token whose probability moved by e^20
 contributes a clipped (constant) term anyway, and inf must not reach the loss."""
-
-
-def masked_mean(values_NT: torch.Tensor, mask_NT: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values_NT`` over the valid tokens; 0 when there are none."""
-    mask_NT = mask_NT.to(values_NT.dtype)
-    return (values_NT * mask_NT).sum() / mask_NT.sum().clamp(min=1.0)
 
 
 def _token_mean(

@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from mindspeed_rl.algorithms.masking import masked_mean
+
 MODES = ("none", "tis", "mis")
 LEVELS = ("token", "sequence", "geometric")
 
@@ -82,9 +84,9 @@ def correction_weights(
     weights_NT = weights_NT * mask_NT
     valid_NT = mask_NT.bool()
     metrics = {
-        "rollout_correction/weight_mean": _masked_mean(weights_NT, mask_NT),
+        "rollout_correction/weight_mean": masked_mean(weights_NT, mask_NT),
         "rollout_correction/weight_max": torch.where(valid_NT, weights_NT, 0.0).max(),
-        "rollout_correction/corrected_frac": _masked_mean(corrected_NT.to(mask_NT.dtype), mask_NT),
+        "rollout_correction/corrected_frac": masked_mean(corrected_NT.to(mask_NT.dtype), mask_NT),
     }
     return weights_NT.detach(), metrics
 
@@ -95,8 +97,4 @@ def mismatch_kl(
     """Token-mean k3 estimate of KL(pi_rollout || pi_old) from tokens the engine sampled:
     r - log r - 1 with r = pi_old / pi_rollout; >= 0, 0 when the two engines agree."""
     log_r_NT = (old_logprobs_NT - rollout_logprobs_NT).detach().clamp(-20.0, 20.0)
-    return _masked_mean(log_r_NT.exp() - log_r_NT - 1.0, mask_NT.to(log_r_NT.dtype))
-
-
-def _masked_mean(values_NT: torch.Tensor, mask_NT: torch.Tensor) -> torch.Tensor:
-    return (values_NT * mask_NT).sum() / mask_NT.sum().clamp(min=1.0)
+    return masked_mean(log_r_NT.exp() - log_r_NT - 1.0, mask_NT.to(log_r_NT.dtype))

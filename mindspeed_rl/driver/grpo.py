@@ -339,7 +339,7 @@ def init_fingerprint(hf_dir: Path, tp: int, pp: int) -> dict:
     import hashlib
 
     weights = sorted(
-        (p.name, p.stat().st_size, int(p.stat().st_mtime))
+        [p.name, p.stat().st_size, int(p.stat().st_mtime)]
         for p in hf_dir.iterdir()
         if p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")
     )
@@ -358,7 +358,7 @@ def prepare_initial_checkpoint(cfg: GRPOConfig, out: Path) -> Path:
 
     init = out / "init_mcore"
     hf_dir = resolve(cfg.model.hf_dir)
-    wanted = json.loads(json.dumps(init_fingerprint(hf_dir, cfg.model.tp, cfg.model.pp)))
+    wanted = init_fingerprint(hf_dir, cfg.model.tp, cfg.model.pp)
     source = init / INIT_SOURCE
     current = json.loads(source.read_text()) if source.is_file() else None
     if current != wanted or not (init / mf.TRACKER).is_file():

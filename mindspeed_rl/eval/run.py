@@ -142,14 +142,14 @@ def run_config_of(model: Path) -> dict | None:
         config = json.loads((model.resolve().parent / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    return config if isinstance(config, dict) and "sampling" in config else None
+    return config if isinstance(config, dict) else None
 
 
 def default_max_tokens(model: Path) -> tuple[int, str]:
     """The response limit to evaluate ``model`` with: its training run's sampling.max_tokens
     (a model trained on 4096-token answers must not be cut at 1024), else 1024."""
-    run = run_config_of(model)
-    tokens = (run or {}).get("sampling", {}).get("max_tokens")
+    sampling = (run_config_of(model) or {}).get("sampling")
+    tokens = sampling.get("max_tokens") if isinstance(sampling, dict) else None
     if isinstance(tokens, int) and tokens > 0:
         return tokens, "the training run's sampling.max_tokens"
     return 1024, "the default"
@@ -163,8 +163,7 @@ def trained_template(model: Path) -> tuple[str, str] | None:
     """
     run_config = model.resolve().parent / "config.json"
     try:
-        train_prefix = json.loads(run_config.read_text())["data"]["train_prefix"]
-        path = Path(train_prefix)
+        path = Path((run_config_of(model) or {})["data"]["train_prefix"])
         summary_path = Path(str(path if path.is_absolute() else REPO_ROOT / path) + "_summary.json")
         template = json.loads(summary_path.read_text())["template"]
     except (OSError, ValueError, KeyError, TypeError):

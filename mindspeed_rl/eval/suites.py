@@ -71,13 +71,11 @@ def parse_suite_data(pairs: list[str], suite: tuple[SuiteSet, ...] | None) -> di
 
 
 def checkpoint_models(checkpoints: Path, every: int) -> list[tuple[Path, int]]:
-    """(checkpoints folder, iteration) for every complete checkpoint whose iteration is a
-    multiple of ``every``, oldest first (``--model runs/X/checkpoints --every 200``)."""
-    iterations = sorted(
-        int(d.name.removeprefix("iter_"))
-        for d in checkpoints.glob("iter_*")
-        if d.name.removeprefix("iter_").isdigit() and any(d.glob("mp_rank_*"))
-    )
+    """(checkpoints folder, iteration) for every complete checkpoint (the trainer's sense:
+    its trainer state is there) whose iteration is a multiple of ``every``, oldest first (``--model runs/X/checkpoints --every 200``)."""
+    from mindspeed_rl.driver.grpo import complete_checkpoints
+
+    iterations = sorted(complete_checkpoints(checkpoints))
     chosen = [(checkpoints, i) for i in iterations if i % every == 0]
     if not chosen:
         raise UserError(

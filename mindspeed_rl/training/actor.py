@@ -49,7 +49,7 @@ def _prompt_packs(samples: Batch, indices: Sequence[int], size: int) -> list[lis
 
 
 def sample_tokens(samples: Batch, i: int) -> int:
-    return len(samples[i].prompt_ids) + len(samples[i].response_ids)
+    return samples[i].tokens
 
 
 def balanced_shards(samples: Batch, indices: Sequence[int], dp: int) -> list[list[int]]:
@@ -315,7 +315,7 @@ class MegatronActor:
                 return [self._pack_shared_prompt(samples, p) for p in packs], packs
             # Some prompt got only empty responses: the padded layout handles those rows.
         seq_len = max(
-            (len(samples[i].prompt_ids) + len(samples[i].response_ids) for i in indices),
+            (samples[i].tokens for i in indices),
             default=2,
         )
         rows: list[int | None] = list(indices)

@@ -270,11 +270,11 @@ def wait_all(refs: list[Any]) -> list[Any]:
     raised while the others wait for it in a collective must end the call, not hang it."""
     import ray
 
-    pending = list(refs)
+    results, pending = {}, list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
-        ray.get(done[0])
-    return ray.get(refs)
+        results[done[0]] = ray.get(done[0])
+    return [results[r] for r in refs]
 
 
 def _shards(n: int, parts: int) -> list[range]:
