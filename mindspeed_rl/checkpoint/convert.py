@@ -110,6 +110,19 @@ def mcore_to_hf(
     """Convert a Megatron checkpoint written by mindspeed-rl (any TP/PP) back to HF: the
     tracker's iteration, or ``iteration``."""
     load_dir, save_dir = Path(load_dir), Path(save_dir)
+    state = training_state_dir(load_dir, iteration)
+    if state is not None:  # a trainer's checkpoint: its model, read at TP1 PP1 first
+        import tempfile
+
+        from mindspeed_rl.training.checkpoint import export_plain
+
+        check_output_dir(save_dir, overwrite, reads=load_dir)
+        save_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=save_dir.resolve().parent) as tmp:
+            plain = Path(tmp) / "plain"
+            export_plain(state, plain, CONVERTED_ITERATION)
+            (plain / mf.HF_META_DIR).symlink_to((load_dir / mf.HF_META_DIR).resolve())
+            return mcore_to_hf(plain, save_dir, max_shard_bytes, overwrite, CONVERTED_ITERATION)
     iteration, meta = mf.read_meta(load_dir, iteration)
     check_output_dir(save_dir, overwrite, reads=load_dir)
     save_dir = save_dir.resolve()
@@ -145,6 +158,15 @@ def mcore_to_hf(
         writer.finish()
         _write_hf_metadata(load_dir / mf.HF_META_DIR, tmp, meta)
     return meta
+
+
+def training_state_dir(root: Path, iteration: int | None) -> Path | None:
+    """The training-state folder of checkpoint ``iteration`` (the tracker's by default) when
+    ``root`` holds a trainer's checkpoints, None for a plain (hf2mcore) checkpoint."""
+    if iteration is None:
+        iteration = mf.read_iteration(root)
+    state = root / mf.iter_dir_name(iteration) / mf.TRAINING_STATE_DIR
+    return state if state.is_dir() else None
 
 
 def _write_hf_metadata(meta_dir: Path, dest: Path, meta: mf.CheckpointMeta) -> None:

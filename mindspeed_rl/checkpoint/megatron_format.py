@@ -22,6 +22,9 @@ from mindspeed_rl.models.spec import ModelSpec
 TRACKER = "latest_checkpointed_iteration.txt"
 HF_META_DIR = "hf_meta"
 RANK_FILE = "model_optim_rng.pt"
+TRAINING_STATE_DIR = "dist_ckpt"
+"""In a trainer's ``iter_N``: model and optimizer through megatron-core's dist_checkpointing
+(see :mod:`mindspeed_rl.training.checkpoint`); the plain rank files are hf2mcore's layout."""
 FORMAT_VERSION = 1
 
 DTYPES: dict[str, torch.dtype] = {

@@ -268,6 +268,18 @@ def complete_checkpoints(root: Path) -> list[int]:
     ]
 
 
+def check_training_state(folder: Path) -> None:
+    """Refuse, before any worker starts, a checkpoint without the training state this version
+    resumes from (written by an older mindspeed-rl: per-rank optimizer files)."""
+    if not (folder / mf.TRAINING_STATE_DIR).is_dir():
+        raise UserError(
+            f"{shown(folder)} was written by an older mindspeed-rl (per-rank optimizer files, "
+            f"no {mf.TRAINING_STATE_DIR}/), which this version cannot resume; export its "
+            "model (cli/convert_ckpt.py mcore2hf) and start a new run from it, or start over "
+            "with trainer.resume=never trainer.overwrite=true"
+        )
+
+
 def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader, keep: int = 0) -> None:
     """All ranks write into a temporary directory; it is flushed to disk and becomes iter_N by
     one rename, and the tracker moves last, so a kill (or a power loss) at any point leaves
@@ -501,6 +513,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_root = out / "checkpoints"
     resume = latest_checkpoint(ckpt_root) if cfg.trainer.resume == "auto" else None
+    if resume is not None:
+        check_training_state(ckpt_root / mf.iter_dir_name(resume))
     if resume is None:
         start_fresh(out, cfg)  # before anything of a previous run is written over
     truncate_after(out / SAMPLES_FILE, resume)  # a resumed run repeats what followed

@@ -4,8 +4,9 @@ checkpoint and wrapped in megatron-core's DistributedDataParallel.
 A rank holds one chunk per virtual pipeline stage (one chunk without interleaving). Chunk
 ``v`` of pipeline rank ``p`` holds the global layers ``[(v*PP + p) * n, (v*PP + p + 1) * n)``
 with ``n = layers / (PP * V)``, which is megatron-core's interleaved assignment; with V = 1 it
-is the plain split. Checkpoints are always in the plain (V = 1) layout, so any layout reads
-them: each chunk's tensors are looked up in the stage file that holds their global layer.
+is the plain split. The initial checkpoint (hf2mcore's) is in the plain (V = 1) layout at the
+run's TP / PP: each chunk's tensors are looked up in the stage file that holds their global
+layer. Training-state checkpoints are megatron-core's (:mod:`mindspeed_rl.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -66,25 +67,6 @@ def _expert_offset(meta: mf.CheckpointMeta) -> int:
     if not meta.spec.is_moe or ep == 1:
         return 0
     return parallel_state.get_expert_model_parallel_rank() * (meta.spec.num_experts // ep)
-
-
-def _gather_experts(state: dict[str, torch.Tensor], meta: mf.CheckpointMeta) -> dict:
-    """``state`` with every expert of the model under its global index (a collective over the
-    expert-parallel group): checkpoints hold all experts, whatever the EP they trained at."""
-    ep = parallel_state.get_expert_model_parallel_world_size()
-    if not meta.spec.is_moe or ep == 1:
-        return state
-    import torch.distributed as dist
-
-    group = parallel_state.get_expert_model_parallel_group()
-    local = meta.spec.num_experts // ep
-    out = {k: v for k, v in state.items() if not L.is_expert_key(k)}
-    for key in sorted(k for k in state if L.is_expert_key(k)):
-        parts = [torch.empty_like(state[key]) for _ in range(ep)]
-        dist.all_gather(parts, state[key].contiguous(), group=group)
-        for r, part in enumerate(parts):
-            out[L.shift_expert(key, r * local)] = part
-    return out
 
 
 def checkpoint_states(
@@ -189,51 +171,3 @@ def layer_owner(layer: int, num_layers: int, pp: int, vpp: int) -> tuple[int, in
     per = num_layers // (pp * vpp)
     block = layer // per
     return block % pp, block // pp, layer % per
-
-
-def stage_state_dict(chunks: list[torch.nn.Module], meta: mf.CheckpointMeta) -> dict:
-    """This pipeline rank's tensors in the plain (V = 1) checkpoint layout, every expert under
-    its global index (gathered over the expert-parallel group: a collective over EP too).
-
-    With virtual stages a rank holds layers of other plain stages and is missing some of its
-    own: each such layer moves once, point to point over the pipeline group, from the rank
-    that trains it to the rank whose stage file holds it (a collective over PP: every rank of
-    the group calls it). Without virtual stages it is the chunk's own state dict.
-    """
-    own = [
-        _gather_experts({k: v.detach() for k, v in unwrap(c).state_dict().items()
-                         if v is not None and not k.endswith("_extra_state")}, meta)
-        for c in chunks
-    ]  # fmt: skip
-    if len(chunks) == 1:
-        return own[0]
-    import torch.distributed as dist
-
-    pp = parallel_state.get_pipeline_model_parallel_world_size()
-    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
-    group = parallel_state.get_pipeline_model_parallel_group()
-    layers, vpp = meta.spec.num_layers, len(chunks)
-    per_stage = layers // pp
-    out = {k: v for k, v in own[0].items() if not _LAYER_KEY.match(k)}
-    out.update({k: v for k, v in own[-1].items() if not _LAYER_KEY.match(k)})
-    # Every layer has the same tensors and shapes: layer 0 of chunk 0 is the template.
-    template = {
-        m.group(2): v for k, v in own[0].items() if (m := _LAYER_KEY.match(k)) and m.group(1) == "0"
-    }
-    for layer in range(layers):
-        owner, chunk, local = layer_owner(layer, layers, pp, vpp)
-        target = layer // per_stage
-        if pp_rank not in (owner, target):
-            continue
-        prefix = L.layer_prefix(layer % per_stage)
-        for suffix in sorted(template):
-            if owner == target:
-                out[prefix + suffix] = own[chunk][L.layer_prefix(local) + suffix]
-            elif pp_rank == owner:
-                tensor = own[chunk][L.layer_prefix(local) + suffix].contiguous()
-                dist.send(tensor, dist.get_global_rank(group, target), group=group)
-            else:
-                buf = torch.empty_like(template[suffix])
-                dist.recv(buf, dist.get_global_rank(group, owner), group=group)
-                out[prefix + suffix] = buf
-    return out

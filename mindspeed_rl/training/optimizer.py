@@ -1,5 +1,5 @@
 """The actor's optimizer: megatron-core's (``get_megatron_optimizer``), plus the learning-rate
-schedule and checkpoint state.
+schedule (its checkpoints: :mod:`mindspeed_rl.training.checkpoint`).
 
 megatron-core picks the optimizer class: fp32 params step in place; bf16 params get fp32 main
 params inside the optimizer; with the distributed optimizer the main params and Adam moments
@@ -144,47 +144,6 @@ def steps_model_params(optimizer: MegatronOptimizer) -> bool:
 
 def state_bytes(optimizer: MegatronOptimizer) -> int:
     return sum(t.numel() * t.element_size() for t in state_tensors(optimizer))
-
-
-def save_state(optimizer: MegatronOptimizer) -> dict:
-    """This rank's optimizer state for a checkpoint.
-
-    With the distributed optimizer, the data-parallel-rank-independent part
-    (``state_dict()``) and this rank's shard of main params and moments
-    (``get_parameter_state_dp_reshardable``, no gather) are kept apart, so every rank writes
-    only its own shard; a resume needs the same layout.
-    """
-    parts = []
-    for opt in _inner_optimizers(optimizer):
-        entry = {"common": opt.state_dict()}
-        if isinstance(opt, DistributedOptimizer):
-            entry["shard"] = shard = opt.get_parameter_state_dp_reshardable()
-            # megatron-core 0.16's loader skips entries flagged as bucket padding, but its
-            # getter does not flag any: mark them as real.
-            for key, by_dtype in shard.items():
-                if isinstance(key, int):
-                    for buckets in by_dtype.values():
-                        for bucket in buckets:
-                            for param_state in bucket:
-                                param_state.setdefault("padding", False)
-        parts.append(entry)
-    return {"parts": parts}
-
-
-def load_state(optimizer: MegatronOptimizer, state: dict) -> None:
-    """Inverse of :func:`save_state` (same TP / PP / DP layout)."""
-    # The shards are copied into main params that are views of trainable leaves.
-    with megatron_device_scope(), torch.no_grad():
-        for opt, entry in zip(_inner_optimizers(optimizer), state["parts"], strict=True):
-            opt.load_state_dict(entry["common"])
-            if isinstance(opt, DistributedOptimizer):
-                opt.load_parameter_state_from_dp_reshardable(entry["shard"])
-            # Without TE / apex the distributed optimizer gives every parameter's state the
-            # same "step" tensor, which torch's Adam then increments once per parameter
-            # (wrong bias correction after a resume): give each its own.
-            for state in opt.optimizer.state.values():
-                if isinstance(state.get("step"), torch.Tensor):
-                    state["step"] = state["step"].clone()
 
 
 def lr_at(iteration: int, total: int, lr: float, min_lr: float, warmup: int, decay: str) -> float:

@@ -197,25 +197,15 @@ class HybridActorWorker:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def _optimizer_file(self, root: Path, iteration: int, dp_rank: int) -> Path:
-        from megatron.core import parallel_state as ps
-
-        name = (
-            f"tp{ps.get_tensor_model_parallel_rank():02d}_pp{ps.get_pipeline_model_parallel_rank():03d}"
-            f"_dp{dp_rank:04d}.pt"
-        )
-        return root / mf.iter_dir_name(iteration) / "optimizer" / name
-
     def save(self, root: str, iteration: int) -> None:
-        """This rank's model shard (one DP replica writes it, in the plain Megatron layout
-        mcore2hf reads), its optimizer state (every DP rank its own shard with the
-        distributed optimizer, else DP rank 0) and its RNG state, under ``root``."""
-        from megatron.core import parallel_state as ps
+        """The training state (model chunks and optimizer, through megatron-core's
+        dist_checkpointing: any layout resumes from it) and this rank's RNG state, under
+        ``root`` (a collective)."""
+        from mindspeed_rl.training import checkpoint
 
-        from mindspeed_rl.training import optimizer as opt
-        from mindspeed_rl.training.model import stage_state_dict
-
-        root_path = Path(root)
+        folder = Path(root) / mf.iter_dir_name(iteration)
+        checkpoint.save(folder / checkpoint.STATE_DIR, self.actor.chunks, self.optimizer,
+                        self._trained_meta())  # fmt: skip
         name, keys, pos, has_gauss, cached = np.random.get_state()
         # Plain tensors, lists and numbers only: a resume reads it with weights_only=True.
         rng = {
@@ -223,49 +213,30 @@ class HybridActorWorker:
             "python": random.getstate(),
             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         }
-        rng_dir = root_path / mf.iter_dir_name(iteration) / "rng"
-        rng_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(rng, rng_dir / f"rank_{self.rank:05d}.pt")
-        dp_rank = ps.get_data_parallel_rank()
-        # Replicated optimizer: DP rank 0 holds all of it, except with expert parallelism,
-        # where DP ranks 0 .. EP-1 (expert-data-parallel rank 0) each hold their experts'.
-        if dp_rank < self.cfg.model.ep or self.cfg.optim.use_distributed_optimizer:
-            path = self._optimizer_file(root_path, iteration, dp_rank)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(opt.save_state(self.optimizer), path)
-        state = stage_state_dict(self.actor.chunks, self.meta)  # collective over PP with VPP
-        if dp_rank != 0:
-            return
-        mf.save_rank(
-            root_path,
-            iteration,
-            ps.get_tensor_model_parallel_rank(),
-            ps.get_pipeline_model_parallel_rank(),
-            self.meta,
-            {k: v.detach().cpu() for k, v in state.items()},
-        )
+        (folder / "rng").mkdir(parents=True, exist_ok=True)
+        torch.save(rng, folder / "rng" / f"rank_{self.rank:05d}.pt")
+
+    def _trained_meta(self) -> mf.CheckpointMeta:
+        """The model's metadata with the dtype it trains in (what the checkpoint holds)."""
+        from dataclasses import replace
+
+        return replace(self.meta, params_dtype=self.cfg.model.params_dtype)
 
     def load(self, root: str, iteration: int) -> None:
-        """Restore what :meth:`save` wrote (same TP / PP / DP layout)."""
-        from megatron.core import parallel_state as ps
+        """Restore what :meth:`save` wrote, at this run's layout. The RNG streams come back
+        when the run has the same ranks as the saved one (a run of another layout draws
+        differently anyway)."""
+        import torch.distributed as dist
 
-        from mindspeed_rl.training import optimizer as opt
-        from mindspeed_rl.training.model import load_chunks
+        from mindspeed_rl.training import checkpoint
 
-        root_path = Path(root)
-        load_chunks(self.actor.chunks, root_path, iteration, self.meta)
-        if self.cfg.optim.use_distributed_optimizer:
-            dp_rank = ps.get_data_parallel_rank()
-        else:  # the file of the DP rank < EP holding the same experts (see save)
-            dp_rank = ps.get_expert_model_parallel_rank() if self.cfg.model.ep > 1 else 0
-        # weights_only: a checkpoint folder others can write to must not run code here.
-        opt.load_state(
-            self.optimizer,
-            load_checkpoint_file(self._optimizer_file(root_path, iteration, dp_rank)),
-        )
-        rng = load_checkpoint_file(
-            root_path / mf.iter_dir_name(iteration) / "rng" / f"rank_{self.rank:05d}.pt"
-        )
+        folder = Path(root) / mf.iter_dir_name(iteration)
+        checkpoint.load(folder / checkpoint.STATE_DIR, self.actor.chunks, self.optimizer,
+                        self._trained_meta())  # fmt: skip
+        rng_files = sorted((folder / "rng").glob("rank_*.pt"))
+        if len(rng_files) != dist.get_world_size():
+            return
+        rng = load_checkpoint_file(folder / "rng" / f"rank_{self.rank:05d}.pt")
         torch.set_rng_state(rng["torch"])
         random.setstate(_tuples(rng["python"]))
         name, keys, pos, has_gauss, cached = rng["numpy"]

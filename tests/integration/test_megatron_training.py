@@ -31,7 +31,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     from mindspeed_rl.sample import Batch
     from mindspeed_rl.training import optimizer as opt
     from mindspeed_rl.training.actor import MegatronActor
-    from mindspeed_rl.training.model import DDPSettings, build_chunks, stage_state_dict, unwrap
+    from mindspeed_rl.training.model import DDPSettings, build_chunks, unwrap
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
     from mindspeed_rl.training.schedule import configure_chunks
 
@@ -84,15 +84,15 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     # and so the loss move with the weights from step to step.
     old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
     samples = Batch.from_columns(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
-    steps = []
-    for _ in range(layout.get("steps", STEPS)):
-        steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=lr))
-    if layout.get("save"):  # the checkpoint layout: plain stages, whatever the virtual stages
-        from megatron.core import parallel_state as ps
+    from mindspeed_rl.training import checkpoint
 
-        stage = stage_state_dict(chunks, meta)
-        if ps.get_tensor_model_parallel_rank() == 0 and ps.get_data_parallel_rank() == 0:
-            torch.save(stage, Path(out) / f"stage{ps.get_pipeline_model_parallel_rank()}.pt")
+    if layout.get("resume"):  # a training-state checkpoint saved at any layout
+        checkpoint.load(Path(layout["resume"]), chunks, optimizer, meta)
+    steps = []
+    for step in range(1, layout.get("steps", STEPS) + 1):
+        steps.append(actor.update(samples, [list(range(len(PROMPTS)))], lr=lr))
+        if layout.get("save_after") == step:
+            checkpoint.save(Path(out) / "checkpoint", chunks, optimizer, meta)
     resharder = MegatronToHF([unwrap(c) for c in chunks], meta, bucket_mb=64, dtype=torch.float32)
     weights = {name: t.clone() for name, t in resharder.iter_weights()}
     if rank == 0:
@@ -105,7 +105,8 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
 def _train(tmp_path: Path, tiny_dir: Path, **layout) -> dict:
     tp, pp = layout["tp"], layout["pp"]
     world = tp * pp * layout.get("dp", 1)
-    name = "-".join(f"{k}{v}" for k, v in sorted(layout.items()))
+    name = "-".join(f"{k}{v}" for k, v in sorted(layout.items()) if k != "resume")
+    name += "-resumed" if "resume" in layout else ""
     tmp_path.mkdir(parents=True, exist_ok=True)
     ckpt = tmp_path / f"mcore-tp{tp}-pp{pp}"
     if not ckpt.exists():
@@ -116,6 +117,7 @@ def _train(tmp_path: Path, tiny_dir: Path, **layout) -> dict:
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
     reporting = [r["steps"] for r in reports if r["steps"][0]]
     return {
+        "out": out,
         "loss": [s["actor/loss"] for s in reporting[0]],
         "grad_norm": [s["actor/grad_norm"] for s in reporting[0]],
         "weights": torch.load(out / "weights.pt"),
@@ -273,80 +275,35 @@ def test_qwen3_moe_expert_parallel_matches_one_rank(
     # one with fewer runs fillers so that the all-to-alls still meet.
     two = _train(
         tmp_path / "two", tiny_qwen3_moe_dir, tp=1, pp=1, dp=2, ep=2, distopt=distopt,
-        save=True, max_tokens=max_tokens,
+        save_after=STEPS, max_tokens=max_tokens,
     )  # fmt: skip
     print(
         f"qwen3-moe EP2 (distopt={distopt}, max_tokens={max_tokens}) vs one rank: {_max_rel_diff(two, one):.3g}"
     )
     assert _max_rel_diff(two, one) <= 1e-5
-    stage = torch.load(next((tmp_path / "two").glob("*/stage0.pt")))
+    stage = _exported(two["out"] / "checkpoint", tmp_path / "plain")
     for e in range(4):
         got = stage[f"decoder.layers.1.mlp.experts.local_experts.{e}.linear_fc2.weight"]
         assert torch.equal(got, two["weights"][f"model.layers.1.mlp.experts.{e}.down_proj.weight"])
 
 
-def _round_trip_worker(rank: int, world: int, ckpt: str, out: str, distributed: bool) -> None:
-    import io
+def _exported(checkpoint: Path, out: Path) -> dict:
+    """The model of a training-state checkpoint, as the one TP1 PP1 rank file mcore2hf reads."""
+    from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.training.checkpoint import export_plain
 
-    from mindspeed_rl.algorithms.policy_loss import GRPOLossConfig
-    from mindspeed_rl.models.builder import load_model_state
-    from mindspeed_rl.sample import Batch
-    from mindspeed_rl.training import optimizer as opt
-    from mindspeed_rl.training.actor import MegatronActor
-    from mindspeed_rl.training.model import DDPSettings, build_chunks, stage_state_dict, unwrap
-    from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
-    from mindspeed_rl.training.schedule import configure_chunks
-
-    initialize_model_parallel(1, 1)
-    ddp = DDPSettings(use_distributed_optimizer=distributed)
-    chunks, meta, _ = build_chunks(ckpt, torch.bfloat16, ddp=ddp)
-    configure_chunks(chunks, overlap_grad_reduce=False)
-    adam = opt.AdamSettings(1e-3, 0.0, (0.9, 0.999), 1e-6, 1.0, distributed)
-    optimizer = opt.build_optimizer(chunks, adam, torch.bfloat16)
-    actor = MegatronActor(chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, 2)
-    old = [[-5.0 - 0.1 * j for j in range(len(r))] for r in RESPONSES]
-    samples = Batch.from_columns(PROMPTS, RESPONSES, advantages=ADVANTAGES, old_logprobs=old)
-    everything = [list(range(len(PROMPTS)))]
-    actor.update(samples, everything, lr=1e-3)
-    saved = io.BytesIO()
-    torch.save({"model": stage_state_dict(chunks, meta), "optim": opt.save_state(optimizer)}, saved)
-    norms = {}
-    for run in ("unbroken", "restored"):
-        if run == "restored":
-            saved.seek(0)
-            # What a resume reads: weights_only, so the optimizer state must be plain data.
-            state = torch.load(saved, weights_only=True)
-            load_model_state(unwrap(chunks[0]), state["model"])
-            opt.load_state(optimizer, state["optim"])
-        norms[run] = [actor.update(samples, everything, lr=1e-3)["actor/grad_norm"]
-                      for _ in range(2)]  # fmt: skip
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(norms))
-    destroy_model_parallel()
+    export_plain(checkpoint, out, 1)
+    return mf.load_rank(out, 1, 0, 0, 1)["model"]
 
 
-@pytest.mark.parametrize("distributed", [False, True], ids=["replicated", "distributed"])
-def test_optimizer_state_round_trip(tmp_path, tiny_qwen2_dir, distributed):
-    # Two steps after restoring the saved model and optimizer state equal the two steps
-    # that followed the save: main params, moments and Adam's step counts all come back.
-    ckpt = tmp_path / "mcore"
-    hf_to_mcore(tiny_qwen2_dir, ckpt)
-    run_ranks(_round_trip_worker, 2, str(ckpt), str(tmp_path), distributed)
-    for r in range(2):
-        norms = json.loads((tmp_path / f"rank{r}.json").read_text())
-        assert norms["restored"] == norms["unbroken"]
-        assert norms["unbroken"][0] != norms["unbroken"][1]
-
-
-def test_virtual_stages_save_the_plain_checkpoint_layout(tmp_path, tiny_qwen2_dir):
-    # With 2 virtual stages each rank trains layers of both plain stages; what it saves is
-    # its plain stage (layers moved point to point), so mcore2hf and any layout can read it.
-    plain = tmp_path / "plain"
-    virtual = tmp_path / "virtual"
-    _train(plain, tiny_qwen2_dir, tp=1, pp=2, save=True)
-    _train(virtual, tiny_qwen2_dir, tp=1, pp=2, vpp=2, save=True)
-    for stage in (0, 1):
-        want = torch.load(next(plain.glob(f"*/stage{stage}.pt")))
-        got = torch.load(next(virtual.glob(f"*/stage{stage}.pt")))
-        assert sorted(got) == sorted(want)
-        for key, value in want.items():
-            assert ((got[key] - value).norm() / value.norm()).item() <= 1e-5, key
+def test_virtual_stages_export_the_plain_layout(tmp_path, tiny_qwen2_dir):
+    # With 2 virtual stages each rank trains layers of both plain stages; what mcore2hf reads
+    # back is the whole model in the plain layout, equal to a PP1 run's.
+    plain = _train(tmp_path / "plain", tiny_qwen2_dir, tp=1, pp=1, save_after=STEPS)
+    virtual = _train(tmp_path / "virtual", tiny_qwen2_dir, tp=1, pp=2, vpp=2, save_after=STEPS)
+    want = _exported(plain["out"] / "checkpoint", tmp_path / "want")
+    got = _exported(virtual["out"] / "checkpoint", tmp_path / "got")
+    assert sorted(got) == sorted(want)
+    assert any(k.startswith("decoder.layers.3.") for k in got)
+    for key, value in want.items():
+        assert ((got[key] - value).norm() / value.norm()).item() <= 1e-5, key
