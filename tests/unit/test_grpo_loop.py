@@ -79,7 +79,7 @@ class FakeGroup:
     def save(self, root: Path, iteration: int) -> None:
         self._need("train")
         self.calls.append(("save", iteration))
-        (root / mf.iter_dir_name(iteration)).mkdir(parents=True)
+        (root / mf.iter_dir_name(iteration) / mf.TRAINING_STATE_DIR).mkdir(parents=True)
 
     def load(self, root: Path, iteration: int) -> None:
         self.calls.append(("load", iteration))
