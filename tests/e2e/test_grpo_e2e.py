@@ -196,7 +196,8 @@ def test_resume_after_sigkill_matches_unbroken_run(tmp_path, tiny_chat_model, gs
     # fp32 main params and Adam moments.
     common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false",
               "optim.use_distributed_optimizer=true")  # fmt: skip
-    unbroken = _check_resume(tmp_path, tiny_chat_model, gsm8k_prompts, common)
+    # Killed while it writes its second checkpoint: the first one is what the rerun resumes.
+    unbroken = _check_resume(tmp_path, tiny_chat_model, gsm8k_prompts, common, during_save=4)
     # The same checkpoint resumed at PP2 (one data-parallel rank, the initial checkpoint
     # converted again for PP2): the run goes on from iteration 3 with the same state. The
     # samples are the same; the losses agree to the rounding of another reduction order.
@@ -226,9 +227,10 @@ def test_qwen3_moe_expert_parallel_resume(tmp_path, tiny_qwen3_moe_chat_model, g
     _check_resume(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts, common)
 
 
-def _check_resume(tmp_path, model, gsm8k_prompts, common) -> Path:
-    """A run killed after its first checkpoint and rerun equals the unbroken run from the
-    checkpoint on; returns the unbroken run's folder."""
+def _check_resume(tmp_path, model, gsm8k_prompts, common, during_save: int = 0) -> Path:
+    """A run killed after its first checkpoint (or while it writes checkpoint
+    ``during_save``) and rerun equals the unbroken run from the checkpoint it resumed;
+    returns the unbroken run's folder."""
     unbroken = tmp_path / "unbroken"
     proc = subprocess.run(
         train_command(model, gsm8k_prompts, unbroken, *common),
@@ -243,15 +245,19 @@ def _check_resume(tmp_path, model, gsm8k_prompts, common) -> Path:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env(),
         start_new_session=True,
     )  # fmt: skip
+    writing = broken / "checkpoints" / f".tmp-{mf.iter_dir_name(during_save)}"
     deadline = time.time() + 600
     try:
-        while not (tracker.is_file() and tracker.read_text().strip() == "2"):
-            assert victim.poll() is None, "the run ended before its first checkpoint"
+        while not (writing.is_dir() if during_save else
+                   tracker.is_file() and tracker.read_text().strip() == "2"):  # fmt: skip
+            assert victim.poll() is None, "the run ended before the moment to kill it"
             assert time.time() < deadline, "no checkpoint within 10 minutes"
-            time.sleep(0.2)
+            time.sleep(0.01 if during_save else 0.2)
     finally:
         kill_group(victim)
         victim.wait()
+    if during_save:  # the save was cut: its folder never got its name
+        assert not (broken / "checkpoints" / mf.iter_dir_name(during_save)).exists()
     resumed = subprocess.run(
         train_command(model, gsm8k_prompts, broken, *common),
         capture_output=True, text=True, env=run_env(), timeout=900,
