@@ -114,6 +114,9 @@ def mcore_to_hf(
     if state is not None:  # a trainer's checkpoint: its model, read at TP1 PP1 first
         import tempfile
 
+        from mindspeed_rl.accelerator import hide_expected_cpu_notices
+
+        hide_expected_cpu_notices()  # before megatron-core's imports print them
         from mindspeed_rl.training.checkpoint import export_plain
 
         check_output_dir(save_dir, overwrite, reads=load_dir)

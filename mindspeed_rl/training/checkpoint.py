@@ -19,6 +19,7 @@ same ``step`` tensor, which torch's Adam then increments once per parameter.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from megatron.core import dist_checkpointing, parallel_state
 from megatron.core.dist_checkpointing.validation import StrictHandling
 from megatron.core.optimizer import MegatronOptimizer
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+from torch.distributed.checkpoint.api import CheckpointException
 
 from mindspeed_rl.accelerator import megatron_device_scope
 from mindspeed_rl.checkpoint import megatron_format as mf
@@ -140,11 +142,9 @@ def load(directory: Path, chunks: list[torch.nn.Module], optimizer: MegatronOpti
     with megatron_device_scope():
         try:
             loaded = dist_checkpointing.load(state, str(directory), strict=StrictHandling.RAISE_ALL)
-        except Exception as err:
-            first = str(err).splitlines()[0][:300] if str(err) else ""
+        except (Exception, CheckpointException) as err:
             raise UserError(
-                f"{directory}: megatron-core cannot load it at this layout "
-                f"({type(err).__name__}: {first})"
+                f"{directory}: megatron-core cannot load it at this layout ({_cause(err)})"
             ) from None
     for i, chunk in enumerate(chunks):
         unwrap(chunk).load_state_dict(loaded[f"model{i}"])
@@ -156,6 +156,15 @@ def load(directory: Path, chunks: list[torch.nn.Module], optimizer: MegatronOpti
         for i, opt in enumerate(inner):
             same_chain = saved_layout["optimizers"] == current["optimizers"]
             _load_optimizer(opt, saved[i], same_chain, step)
+
+
+def _cause(err: BaseException) -> str:
+    """One line for a failed load: torch.distributed.checkpoint wraps each rank's exception
+    (a BaseException, not an Exception); the first rank's is the one worth showing."""
+    if isinstance(err, CheckpointException) and err.failures:
+        err = next(iter(err.failures.values()))[0]
+    first = str(err).splitlines()[0][:300] if str(err) else ""
+    return f"{type(err).__name__}: {first}"
 
 
 def _materialize_state(optimizer: MegatronOptimizer) -> None:
@@ -266,7 +275,17 @@ def export_plain(directory: Path, out_root: Path, iteration: int) -> mf.Checkpoi
     meta = mf.CheckpointMeta.from_dict(read_layout(directory)["model"])
     check_metadata(directory)
     out_root.mkdir(parents=True, exist_ok=True)
-    run_ranks(_export_rank, 1, str(directory), str(out_root), iteration)
+    # The child's library notices (no apex / TE on CPU, deprecations) are not the user's
+    # business in a converter; its one error comes back through error.txt.
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    try:
+        run_ranks(_export_rank, 1, str(directory), str(out_root), iteration)
+    finally:
+        if before is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = before
     error = out_root / "error.txt"
     if error.is_file():
         raise UserError(error.read_text().strip())
@@ -274,8 +293,6 @@ def export_plain(directory: Path, out_root: Path, iteration: int) -> mf.Checkpoi
 
 
 def _export_rank(rank: int, world: int, directory: str, out_root: str, iteration: int) -> None:
-    import os
-
     os.environ["MINDSPEED_RL_DEVICE"] = "cpu"  # a converter: host memory, gloo
     from mindspeed_rl.models.builder import build_gpt_model
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
@@ -291,9 +308,8 @@ def _export_rank(rank: int, world: int, directory: str, out_root: str, iteration
             loaded = dist_checkpointing.load(
                 state, directory, strict=StrictHandling.ASSUME_OK_UNEXPECTED
             )
-        except Exception as err:  # told to the parent process in one line
-            first = str(err).splitlines()[0][:300] if str(err) else ""
-            message = f"{directory}: unreadable ({type(err).__name__}: {first})"
+        except (Exception, CheckpointException) as err:  # told to the parent in one line
+            message = f"{directory}: unreadable ({_cause(err)}); the save is damaged"
             (Path(out_root) / "error.txt").write_text(message + "\n")
             destroy_model_parallel()
             return

@@ -77,3 +77,34 @@ def test_tied_embeddings_saved_at_pp2_resume_at_dp2(tmp_path, tiny_llama_dir):
                      steps=2, resume=str(saved["out"] / "checkpoint"))  # fmt: skip
     after_save = {**saved, "loss": saved["loss"][1:], "grad_norm": saved["grad_norm"][1:]}
     assert _max_rel_diff(resumed, after_save) <= 1e-5
+
+
+def test_mcore2hf_reads_a_training_checkpoint_and_refuses_a_damaged_one(
+    tmp_path, tiny_qwen2_dir, unbroken
+):
+    # A trainer's checkpoints folder: iter_N/dist_ckpt, the tracker, hf_meta.
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.checkpoint.convert import mcore_to_hf
+    from mindspeed_rl.errors import UserError
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(unbroken["out"] / "checkpoint", root / "iter_0000001" / mf.TRAINING_STATE_DIR)
+    shutil.copytree(
+        unbroken["out"].parent / "mcore-tp1-pp1" / mf.HF_META_DIR, root / mf.HF_META_DIR
+    )
+    mf.write_tracker(root, 1)
+    mcore_to_hf(root, tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    initial = AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir)
+    name = "model.layers.2.mlp.down_proj.weight"
+    trained, start = hf.state_dict()[name], initial.state_dict()[name]
+    # One Adam step at lr 1e-3 moved every weight by about the learning rate.
+    assert 5e-4 < (trained - start).abs().mean() < 2e-3
+    (next((root / "iter_0000001" / mf.TRAINING_STATE_DIR).glob("*.distcp"))).unlink()
+    with pytest.raises(UserError, match=r"dist_ckpt: unreadable \(FileNotFoundError: .*distcp"):
+        mcore_to_hf(root, tmp_path / "hf2")
+    assert not (tmp_path / "hf2").exists()
