@@ -100,12 +100,22 @@ class ValSetConfig:
     """Samples per prompt besides the greedy one: avg@n and pass@n when > 1."""
     prompts: int = 64
     """The first this many prompts of the set."""
+    scorer: str = ""
+    """Its accuracy scorer (a built-in such as choice for GPQA-style multiple choice, or
+    module:function); empty: reward.accuracy's. The format scorer is logged beside it."""
 
     def __post_init__(self) -> None:
         if not self.prefix:
             raise ValueError("data.val_sets.<name>.prefix is empty; name the preprocessed set")
         if self.n < 1 or self.prompts < 1:
             raise ValueError("data.val_sets.<name>.n and .prompts must be >= 1")
+        if self.scorer:
+            from mindspeed_rl.rewards.registry import resolve_scorer
+
+            try:
+                resolve_scorer(self.scorer)
+            except ValueError as err:
+                raise ValueError(f"scorer: {err}") from None
 
 
 @dataclass
@@ -121,9 +131,10 @@ class DataConfig:
     val_prompts: int = 64
     """Held-out prompts scored at each validation (the first ones of the set)."""
     val_sets: dict[str, ValSetConfig] = field(default_factory=dict)
-    """More held-out sets by name, each with its own samples per prompt, validated with
-    val_prefix and logged as val/<name>/accuracy (greedy pass@1), val/<name>/format,
-    val/<name>/avg_at_k and val/<name>/pass_at_k (k = its n)."""
+    """More held-out sets by name, each with its own samples per prompt (n), prompts and
+    accuracy scorer (e.g. {gpqa: {prefix: data/gpqa_diamond/test, n: 4, scorer: choice}}),
+    validated with val_prefix and logged as val/<name>/accuracy (greedy pass@1),
+    val/<name>/format, val/<name>/avg_at_k and val/<name>/pass_at_k (k = its n)."""
     seed: int = 1234
     """Shuffle seed of the training prompts."""
     assistant_prefix: str | None = None

@@ -92,14 +92,16 @@ def sampling_for(cfg: GRPOConfig, seed: int, **overrides) -> SamplingConfig:
 
 def generate_scored(
     group, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int,
-    t: Timer | None = None,
+    t: Timer | None = None, scorers: dict[str, float] | None = None,
 ) -> list[list[Sample]]:  # fmt: skip
-    """Sample every prompt's group (timed as ``rollout``), then score it (``reward``)."""
+    """Sample every prompt's group (timed as ``rollout``), then score it (``reward``) with
+    the reward role's scorers, or ``scorers`` (name -> weight)."""
     t = t or Timer()
     with t("rollout"):
         groups = group.generate(prompts, labels, sampling, version)
     with t("reward"):
-        scored = iter(group.score([s for g in groups for s in g]))
+        samples = [s for g in groups for s in g]
+        scored = iter(group.score(samples, scorers))
     return [[next(scored) for _ in g] for g in groups]
 
 
@@ -179,21 +181,27 @@ class ValSet:
     prompts: list[list[int]]
     labels: list[str]
     n: int
+    scorer: str = ""
+    """Its accuracy scorer; empty: reward.accuracy's."""
 
 
 def validate(group, sets: list[ValSet], cfg: GRPOConfig) -> dict[str, float]:
     """Per set: greedy pass@1 and format, and with n > 1 avg@n / pass@n at the training
     temperature."""
     out: dict[str, float] = {}
+    fmt = cfg.reward.format_scorer
     for v in sets:
+        accuracy = v.scorer or cfg.reward.accuracy_scorer
+        # A set with a scorer of its own: that scorer, and the format scorer logged beside it.
+        scorers = {v.scorer: 1.0, **({fmt: 0.0} if fmt else {})} if v.scorer else None
         greedy = generate_scored(group, v.prompts, v.labels,
-                                 sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0)  # fmt: skip
+                                 sampling_for(cfg, cfg.trainer.seed, n=1, top_k=1), 0,
+                                 scorers=scorers)  # fmt: skip
         sampled = None
         if v.n > 1:
             sampling = sampling_for(cfg, cfg.trainer.seed + 1, n=v.n)
-            sampled = generate_scored(group, v.prompts, v.labels, sampling, 0)
-        figures = validation_metrics(greedy, sampled, cfg.reward.accuracy_scorer,
-                                     cfg.reward.format_scorer)  # fmt: skip
+            sampled = generate_scored(group, v.prompts, v.labels, sampling, 0, scorers=scorers)
+        figures = validation_metrics(greedy, sampled, accuracy, fmt)
         out |= {v.prefix + k.removeprefix("val"): x for k, x in figures.items()}
     return out
 
@@ -385,16 +393,17 @@ def val_sets(cfg: GRPOConfig) -> list[ValSet]:
     """data.val_prefix and data.val_sets, when validation is on (trainer.val_interval)."""
     if not cfg.trainer.val_interval:
         return []
-    wanted = [("val", cfg.data.val_prefix, cfg.data.val_prompts, cfg.trainer.val_n)]
-    wanted += [(f"val/{name}", v.prefix, v.prompts, v.n) for name, v in cfg.data.val_sets.items()]
+    wanted = [("val", cfg.data.val_prefix, cfg.data.val_prompts, cfg.trainer.val_n, "")]
+    wanted += [(f"val/{name}", v.prefix, v.prompts, v.n, v.scorer)
+               for name, v in cfg.data.val_sets.items()]  # fmt: skip
     sets = []
-    for metric_prefix, prefix, count, n in wanted:
+    for metric_prefix, prefix, count, n, scorer in wanted:
         if not prefix:
             continue
         ds = PromptDataset(resolve(prefix))
         rows = range(min(len(ds), count))
         sets.append(ValSet(metric_prefix, [ds.prompt_ids(i) for i in rows],
-                           [ds.label(i) for i in rows], n))  # fmt: skip
+                           [ds.label(i) for i in rows], n, scorer))  # fmt: skip
     return sets
 
 

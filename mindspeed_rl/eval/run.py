@@ -422,8 +422,8 @@ class LocalRollout:
     ) -> list[list[Sample]]:
         return sample_groups(prompts, labels, self.engine.generate(prompts, sampling), version)
 
-    def score(self, samples: list[Sample]) -> list[Sample]:
-        return self.scorer(samples)
+    def score(self, samples: list[Sample], scorers: dict[str, float] | None = None) -> list[Sample]:
+        return self.scorer(samples, scorers)
 
 
 def _progress(done: int, total: int, what: str, started: float) -> None:

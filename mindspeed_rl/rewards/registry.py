@@ -129,12 +129,17 @@ class RewardScorer:
         self.config = config
         self._pool = ScorerPool(config.workers, config.timeout_s, config.memory_limit_mb)
 
-    def score_batch(self, responses: Sequence[str], labels: Sequence[str]) -> list[RewardResult]:
+    def score_batch(
+        self, responses: Sequence[str], labels: Sequence[str],
+        scorers: dict[str, float] | None = None,
+    ) -> list[RewardResult]:  # fmt: skip
         """One :class:`RewardResult` per response; ``labels[i]`` is the ground truth of
-        ``responses[i]``. Never raises on model output."""
+        ``responses[i]``. ``scorers`` (name -> weight) replaces the configured ones for this
+        batch (a held-out set with a scorer of its own). Never raises on model output."""
         if len(responses) != len(labels):
             raise ValueError(f"{len(responses)} responses but {len(labels)} labels")
-        names = list(self.config.scorers)
+        weights = scorers or self.config.scorers
+        names = list(weights)
         tasks = [(name, r, lab) for r, lab in zip(responses, labels) for name in names]
         scores = self._pool.run(tasks)
         for k, score in enumerate(scores):
@@ -151,7 +156,7 @@ class RewardScorer:
             mine = dict(zip(names, scores[i * len(names) : (i + 1) * len(names)]))
             results.append(
                 RewardResult(
-                    total=sum(self.config.scorers[n] * s.value for n, s in mine.items()),
+                    total=sum(weights[n] * s.value for n, s in mine.items()),
                     parts={n: s.value for n, s in mine.items()},
                     reasons={n: s.reason for n, s in mine.items()},
                 )

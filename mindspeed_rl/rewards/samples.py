@@ -22,12 +22,15 @@ class SampleScorer:
         template already wrote (e.g. ``<think>``), which the format scorer must see."""
         self.scorer = RewardScorer(config)
 
-    def __call__(self, samples: list[Sample]) -> list[Sample]:
+    def __call__(
+        self, samples: list[Sample], scorers: dict[str, float] | None = None
+    ) -> list[Sample]:
+        """``samples`` scored; ``scorers`` (name -> weight) replaces the configured ones."""
         decoded = self.tokenizer.batch_decode(
             [s.response_ids for s in samples], skip_special_tokens=True
         )
         texts = [self.prefix + t for t in decoded]
-        results = self.scorer.score_batch(texts, [s.label for s in samples])
+        results = self.scorer.score_batch(texts, [s.label for s in samples], scorers)
         return [replace(s, reward=r, text=t) for s, r, t in zip(samples, results, texts)]
 
     def close(self) -> None:

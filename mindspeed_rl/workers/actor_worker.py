@@ -303,9 +303,10 @@ class RewardWorker:
             config, AutoTokenizer.from_pretrained(tokenizer_dir), assistant_prefix
         )
 
-    def score(self, samples: list[Sample]) -> list[Sample]:
-        """The samples with their reward (total, parts, reasons) and the text scored."""
-        return self.scorer(samples)
+    def score(self, samples: list[Sample], scorers: dict[str, float] | None = None) -> list[Sample]:
+        """The samples with their reward (total, parts, reasons) and the text scored, by the
+        configured scorers or ``scorers`` (name -> weight)."""
+        return self.scorer(samples, scorers)
 
     def close(self) -> None:
         self.scorer.close()

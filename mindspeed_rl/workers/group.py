@@ -200,11 +200,12 @@ class WorkerGroup:
         completions = [g for shard in results[: len(firsts)] for g in shard]
         return sample_groups(prompts, labels, completions, version)
 
-    def score(self, samples: list[Sample]) -> list[Sample]:
-        """The samples with their reward and decoded text, from the reward role."""
+    def score(self, samples: list[Sample], scorers: dict[str, float] | None = None) -> list[Sample]:
+        """The samples with their reward and decoded text, from the reward role (its
+        configured scorers, or ``scorers``: name -> weight)."""
         import ray
 
-        return ray.get(self.reward.score.remote(samples))
+        return ray.get(self.reward.score.remote(samples, scorers))
 
     def logprobs(self, batch: Batch, reference: bool = False) -> list[list[float]]:
         """Each sample's response-token log-probs by the policy (or the frozen reference)."""

@@ -34,7 +34,10 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
     # log-probs recomputed), DAPO dynamic sampling: the optional paths of the loop run too.
     extras = ("trainer.iterations=3", "loss.kl_coef=0.05", "trainer.mini_batch_size=4",
               "algorithm.dynamic_sampling=true", f"data.val_prefix={gsm8k_prompts}",
-              "trainer.val_interval=2", "data.val_prompts=4", "trainer.val_n=2")  # fmt: skip
+              "trainer.val_interval=2", "data.val_prompts=4", "trainer.val_n=2",
+              # a second held-out set scored by another scorer (through the Ray reward role)
+              f"data.val_sets={{mc:{{prefix:{gsm8k_prompts},n:2,prompts:3,scorer:choice}}}}",
+              )  # fmt: skip
     proc = subprocess.run(
         train_command(tiny_chat_model, gsm8k_prompts, out, *extras),
         capture_output=True, text=True, env=run_env(), timeout=900,
@@ -63,6 +66,8 @@ def test_three_iterations_on_two_ranks(tmp_path, tiny_chat_model, gsm8k_prompts)
     val = [r for r in all_rows if "val/accuracy" in r]
     assert [r["iteration"] for r in val] == [0, 2]
     assert all(0 <= r["val/accuracy"] <= 1 and 0 <= r["val/avg_at_k"] <= 1 for r in val)
+    # The multiple-choice set: a numeric label is no option letter, so nothing is right.
+    assert all(r["val/mc/accuracy"] == 0.0 and r["val/mc/pass_at_k"] == 0.0 for r in val)
     for row in rows:
         for key in ("reward/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy",
                     "response_length/mean", "timing/update", "perf/tokens_per_s"):  # fmt: skip

@@ -55,13 +55,17 @@ class FakeGroup:
             for i, (p, lab) in enumerate(zip(prompts, labels))
         ]  # fmt: skip
 
-    def score(self, samples):
-        self.calls.append(("score", len(samples)))
+    def score(self, samples, scorers=None):
+        """The labels say what is right; the part is named after the accuracy scorer asked
+        for (``math`` by default), so a set scored by another scorer shows under its name."""
+        self.calls.append(("score", len(samples)) + ((scorers,) if scorers else ()))
+        accuracy = next(n for n in (scorers or {"math": 1.0}) if n != "format")
         out = []
         for s in samples:
             j = s.response_ids[1]
             right = {"all": 1.0, "none": 0.0, "half": float(j % 2 == 0)}[s.label]
-            reward = RewardResult(right, {"math": right, "format": 1.0}, {"math": "", "format": ""})
+            reward = RewardResult(right, {accuracy: right, "format": 1.0},
+                                  {accuracy: "", "format": ""})  # fmt: skip
             out.append(replace(s, reward=reward, text=f"answer {j}"))
         return out
 
@@ -346,3 +350,26 @@ def test_several_held_out_sets_each_with_its_own_samples(tmp_path):
     assert first["val/hard/avg_at_k"] == 0.25 and first["val/hard/pass_at_k"] == 0.5
     generated = [c for c in group.calls if c[0] == "generate"][:3]
     assert generated == [("generate", 1, 1, 0), ("generate", 2, 1, 0), ("generate", 2, 4, 0)]
+
+
+def test_a_held_out_set_with_a_scorer_of_its_own(tmp_path):
+    # A GPQA-style set scored by the multiple-choice scorer while training uses math: its
+    # samples go to the reward role with {choice, format}, and its accuracy is read from
+    # the choice part (the fake names the part after the scorer asked for: reading the
+    # math part would fail with a KeyError).
+    cfg = _cfg(tmp_path, iterations=1, val_interval=1)
+    group = FakeGroup()
+    sets = [ValSet("val/gpqa", [[1, 2], [3, 4]], ["all", "none"], 1, scorer="choice")]
+    _, rows = _run(cfg, group, _loader(tmp_path, ["half"] * 8, 2), tmp_path, sets)
+    first = next(r for r in rows if r["iteration"] == 0)
+    assert first["val/gpqa/accuracy"] == 0.5 and first["val/gpqa/format"] == 1.0
+    assert ("score", 2, {"choice": 1.0, "format": 0.0}) in group.calls
+    # Training samples keep the configured scorers.
+    assert ("score", 2 * G) in group.calls
+
+
+def test_a_held_out_scorer_that_does_not_exist_is_refused_by_name():
+    from mindspeed_rl.config.grpo import ValSetConfig
+
+    with pytest.raises(ValueError, match=r"scorer: unknown scorer 'choise'; use one of choice"):
+        ValSetConfig(prefix="data/gpqa/test", scorer="choise")

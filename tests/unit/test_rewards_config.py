@@ -85,3 +85,16 @@ def test_scorers_returning_numbers_or_non_finite_values(monkeypatch):
         config = RewardConfig(scorers={f"{module}:{name}": 1.0}, workers=1)
         with RewardScorer(config) as scorer, pytest.raises(UserError, match=message):
             scorer.score_batch(["a response"], ["label"])
+
+
+def test_a_batch_scored_by_other_scorers_than_the_configured_ones():
+    # A held-out set with its own scorer: the batch's parts and total come from the scorers
+    # passed in, not from reward.scorers.
+    from mindspeed_rl.rewards.registry import RewardConfig, RewardScorer
+
+    with RewardScorer(RewardConfig(scorers={"math": 1.0}, workers=1)) as scorer:
+        texts = ["<think>x</think> <answer>(C)</answer>", "<think>x</think> <answer>B</answer>"]
+        results = scorer.score_batch(texts, ["C", "C"], scorers={"choice": 1.0, "format": 0.0})
+    assert [r.parts["choice"] for r in results] == [1.0, 0.0]
+    assert [r.total for r in results] == [1.0, 0.0]
+    assert all(r.parts["format"] == 1.0 and "math" not in r.parts for r in results)
