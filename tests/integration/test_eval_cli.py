@@ -234,3 +234,54 @@ def test_map_keys_names_a_raw_files_fields(model_dir, tmp_path, capsys):
                             "--map-keys", "label=Answer")  # fmt: skip
     assert [s["label"] for s in samples] == ["0", "2", "4"]
     assert "What is 1 + 1?" in samples[1]["prompt"]
+
+
+def _save_training_state(rank: int, world: int, init: str, root: str, iterations: list) -> None:
+    """What the trainer writes at each iteration, for an untrained model: the training state
+    (megatron-core dist_checkpointing, with the optimizer) and the trainer state file."""
+    import torch
+
+    from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.training import checkpoint
+    from mindspeed_rl.training import optimizer as opt
+    from mindspeed_rl.training.model import DDPSettings, build_chunks
+    from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
+
+    initialize_model_parallel(1, 1)
+    chunks, meta, _ = build_chunks(init, torch.float32, ddp=DDPSettings())
+    optimizer = opt.build_optimizer(
+        chunks, opt.AdamSettings(1e-3, 0.0, (0.9, 0.999), 1e-8, 1.0), torch.float32
+    )
+    for it in iterations:
+        folder = Path(root) / mf.iter_dir_name(it)
+        checkpoint.save(folder / mf.TRAINING_STATE_DIR, chunks, optimizer, meta)
+        (folder / "trainer_state.json").write_text(json.dumps({"iteration": it, "loader": {}}))
+    destroy_model_parallel()
+
+
+def test_a_runs_checkpoints_evaluate_every_nth_like_the_hf_model(model_dir, jsonl, tmp_path):
+    # --model RUN/checkpoints --every 2: the trainer's checkpoints 2 and 4 (not 3) are read
+    # through megatron-core's dist_checkpointing and answer as the HF model they came from.
+    import shutil
+
+    from mindspeed_rl.checkpoint import megatron_format as mf
+    from mindspeed_rl.checkpoint.convert import hf_to_mcore
+    from mindspeed_rl.utils.spawn import run_ranks
+
+    init = tmp_path / "init"
+    hf_to_mcore(model_dir, init, params_dtype="fp32")
+    root = tmp_path / "run" / "checkpoints"
+    run_ranks(_save_training_state, 1, str(init), str(root), [2, 3, 4])
+    shutil.copytree(init / mf.HF_META_DIR, root / mf.HF_META_DIR)
+    mf.write_tracker(root, 4)
+    common = ["--data", str(jsonl), "--template", "chatml_r1", "--scorer", PARITY,
+              "--max-tokens", "10", "--engine", "torch"]  # fmt: skip
+    _, hf_rows = _eval(tmp_path, "hf", "--model", str(model_dir), *common)
+    out = tmp_path / "every"
+    assert _main(["--model", str(root), "--every", "2", *common, "--out", str(out)]) == 0
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == ["run_checkpoints_2", "run_checkpoints_4"]
+    for folder in folders:
+        (samples,) = (out / folder).glob("samples_*.jsonl")
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        assert [r["response"] for r in rows] == [r["response"] for r in hf_rows]
