@@ -140,7 +140,7 @@ def test_qwen3_three_iterations(tmp_path, tiny_qwen3_chat_model, gsm8k_prompts):
         # fp32 engine and actor: the synced Qwen3 weights (q/k norms included) agree.
         assert row["rollout/logprob_diff_max"] < 1e-3, row
     ckpt = out / "checkpoints"
-    trained = torch.load(mf.rank_file(ckpt, 3, 0, 0, 1), weights_only=False)["model"]
+    trained = _trained_model(ckpt, 3, tmp_path / "plain")
     initial = torch.load(mf.rank_file(out / "init_mcore", 1, 0, 0, 1), weights_only=False)
     q_norm = "decoder.layers.0.self_attention.q_layernorm.weight"
     assert not torch.equal(initial["model"][q_norm], trained[q_norm])
