@@ -154,8 +154,9 @@ def get_accelerator(kind: str = "auto") -> Accelerator:
     return Accelerator(kind=kind, backend=_BACKENDS[kind])  # type: ignore[arg-type]
 
 
-def init_distributed(timeout_s: float = 600.0) -> Accelerator:
-    """Join the default process group from torchrun-style env vars (RANK, WORLD_SIZE, ...).
+def init_distributed(timeout_s: float = 600.0, store: dist.Store | None = None) -> Accelerator:
+    """Join the default process group from torchrun-style env vars (RANK, WORLD_SIZE, ...),
+    through ``store`` when given (a rendezvous store already bound; see the actor worker).
 
     Binds this process to its local card on accelerators and prepares megatron-core.
     """
@@ -165,7 +166,12 @@ def init_distributed(timeout_s: float = 600.0) -> Accelerator:
     elif acc.kind == "npu":
         torch.npu.set_device(acc.device)  # type: ignore[attr-defined]
     if not dist.is_initialized():
-        dist.init_process_group(backend=acc.backend, timeout=timedelta(seconds=timeout_s))
+        where = {} if store is None else {
+            "store": store, "rank": int(os.environ["RANK"]),
+            "world_size": int(os.environ["WORLD_SIZE"]),
+        }  # fmt: skip
+        dist.init_process_group(backend=acc.backend, timeout=timedelta(seconds=timeout_s),
+                                **where)  # fmt: skip
     prepare_for_megatron()
     return acc
 

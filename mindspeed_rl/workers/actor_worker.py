@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-import socket
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,9 @@ from mindspeed_rl.config.grpo import GRPOConfig
 from mindspeed_rl.config.structured import build
 from mindspeed_rl.rollout.base import Completion, SamplingConfig
 from mindspeed_rl.sample import Batch, Sample
+
+STORE_TIMEOUT_S = 600
+"""How long ranks wait for each other at the rendezvous (all ranks building at once)."""
 
 
 def _send_output_to(log_file: str | None) -> None:
@@ -82,20 +85,31 @@ class HybridActorWorker:
         )
 
     def address(self) -> tuple[str, int]:
-        """This node's IP and a free port (asked of rank 0 for the rendezvous)."""
+        """Rank 0: start the rendezvous store on a port the OS picks as it binds, and return
+        this node's IP and that port. Picking a free port first and binding it later (as
+        env:// rendezvous does) races with every outgoing connection on the node, whose local
+        port can take it in between (seen in CI: EADDRINUSE at start-up)."""
         import ray
+        from torch.distributed import TCPStore
 
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        ip = ray.util.get_node_ip_address()
+        self._store = TCPStore(ip, 0, is_master=True, wait_for_workers=False,
+                               timeout=timedelta(seconds=STORE_TIMEOUT_S))  # fmt: skip
+        return ip, self._store.port
 
     def setup(self, config: dict, master: tuple[str, int], load_dir: str, hf_meta_dir: str) -> dict:
         os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]))
         cfg: GRPOConfig = build(GRPOConfig, config)
         if cfg.resources.device != "auto":
             os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
-        from mindspeed_rl.accelerator import get_accelerator
+        from torch.distributed import TCPStore
+
+        from mindspeed_rl.accelerator import get_accelerator, init_distributed
+
+        store = getattr(self, "_store", None) or TCPStore(
+            master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
+        )
+        init_distributed(store=store)
         from mindspeed_rl.models.builder import Recompute
         from mindspeed_rl.resharding import MegatronToHF
         from mindspeed_rl.rollout import create_engine
