@@ -297,8 +297,11 @@ def _export_rank(rank: int, world: int, directory: str, out_root: str, iteration
     from mindspeed_rl.models.builder import build_gpt_model
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
 
+    from mindspeed_rl.accelerator import init_distributed
+
     meta = mf.CheckpointMeta.from_dict(read_layout(Path(directory))["model"])
     meta = replace(meta, tp=1, pp=1)
+    init_distributed(store=torch.distributed.HashStore())  # one process: no port to race for
     initialize_model_parallel(1, 1)
     with megatron_device_scope():
         model = build_gpt_model(meta.spec, meta.padded_vocab_size, mf.DTYPES[meta.params_dtype])
