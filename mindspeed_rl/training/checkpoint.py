@@ -294,10 +294,9 @@ def export_plain(directory: Path, out_root: Path, iteration: int) -> mf.Checkpoi
 
 def _export_rank(rank: int, world: int, directory: str, out_root: str, iteration: int) -> None:
     os.environ["MINDSPEED_RL_DEVICE"] = "cpu"  # a converter: host memory, gloo
+    from mindspeed_rl.accelerator import init_distributed
     from mindspeed_rl.models.builder import build_gpt_model
     from mindspeed_rl.training.parallel import destroy_model_parallel, initialize_model_parallel
-
-    from mindspeed_rl.accelerator import init_distributed
 
     meta = mf.CheckpointMeta.from_dict(read_layout(Path(directory))["model"])
     meta = replace(meta, tp=1, pp=1)
