@@ -38,7 +38,6 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.errors import UserError
 from mindspeed_rl.training.model import unwrap
 
-STATE_DIR = mf.TRAINING_STATE_DIR
 LAYOUT_FILE = "layout.json"
 
 SHARDING = {
@@ -152,9 +151,9 @@ def load(directory: Path, chunks: list[torch.nn.Module], optimizer: MegatronOpti
     inner = _inner(optimizer)
     # The first inner optimizer's common part (hyper-parameters, Adam's step) is always saved.
     step = saved[0].get("optimizer", {}).get("param_groups", [{}])[0].get("step")
+    same_chain = saved_layout["optimizers"] == current["optimizers"]
     with torch.no_grad():
         for i, opt in enumerate(inner):
-            same_chain = saved_layout["optimizers"] == current["optimizers"]
             _load_optimizer(opt, saved[i], same_chain, step)
 
 

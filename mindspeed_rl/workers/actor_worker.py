@@ -218,7 +218,7 @@ class HybridActorWorker:
         from mindspeed_rl.training import checkpoint
 
         folder = Path(root) / mf.iter_dir_name(iteration)
-        checkpoint.save(folder / checkpoint.STATE_DIR, self.actor.chunks, self.optimizer,
+        checkpoint.save(folder / mf.TRAINING_STATE_DIR, self.actor.chunks, self.optimizer,
                         self._trained_meta())  # fmt: skip
         name, keys, pos, has_gauss, cached = np.random.get_state()
         # Plain tensors, lists and numbers only: a resume reads it with weights_only=True.
@@ -245,7 +245,7 @@ class HybridActorWorker:
         from mindspeed_rl.training import checkpoint
 
         folder = Path(root) / mf.iter_dir_name(iteration)
-        checkpoint.load(folder / checkpoint.STATE_DIR, self.actor.chunks, self.optimizer,
+        checkpoint.load(folder / mf.TRAINING_STATE_DIR, self.actor.chunks, self.optimizer,
                         self._trained_meta())  # fmt: skip
         rng_files = sorted((folder / "rng").glob("rank_*.pt"))
         if len(rng_files) != dist.get_world_size():
