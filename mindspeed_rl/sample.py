@@ -76,6 +76,22 @@ class Sample:
     def tokens(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
 
+    def to_json(self) -> dict:
+        """The sample as JSON-ready data (a checkpoint keeps the batch collected ahead);
+        :meth:`from_json` gives back an equal sample (floats round-trip exactly)."""
+        out = {f.name: getattr(self, f.name) for f in fields(Sample)}
+        out["finish"] = self.finish.value
+        if self.reward is not None:
+            r = self.reward
+            out["reward"] = {"total": r.total, "parts": r.parts, "reasons": r.reasons}
+        return out
+
+    @staticmethod
+    def from_json(data: dict) -> Sample:
+        reward = data.get("reward")
+        return Sample(**{**data, "finish": Finish(data["finish"]),
+                         "reward": None if reward is None else RewardResult(**reward)})  # fmt: skip
+
 
 def sample_groups(
     prompts: Sequence[list[int]], labels: Sequence[str], completions: Sequence[Sequence[Completion]],

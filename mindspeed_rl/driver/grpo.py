@@ -32,6 +32,8 @@ from mindspeed_rl.driver.metrics import (
     ACTOR_GRAD_NORM,
     ACTOR_LOSS,
     ACTOR_LR,
+    ASYNC_STALENESS_MAX,
+    ASYNC_STALENESS_MEAN,
     PERF_TOKENS_PER_S,
     RESPONSE_LENGTH_CLIP_RATIO,
     RESPONSE_LENGTH_MAX,
@@ -58,6 +60,8 @@ from mindspeed_rl.utils.console import plural, shown
 from mindspeed_rl.utils.fs import atomic_write_text, fsync_tree
 
 TRAINER_STATE = "trainer_state.json"
+AHEAD_FILE = "rollout_ahead.json"
+"""In a checkpoint of a one-step-off-policy run: the batch collected for the next iteration."""
 SAMPLES_FILE = "samples.jsonl"
 
 
@@ -105,11 +109,14 @@ def generate_scored(
     return [[next(scored) for _ in g] for g in groups]
 
 
-def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int,
-            t: Timer) -> tuple[Batch, dict[str, float]]:  # fmt: skip
-    """B prompt groups, scored; with dynamic sampling, only informative groups (rewards not
-    all equal), refilled from extra prompts for a bounded number of rounds."""
+def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer,
+            version: int | None = None) -> tuple[Batch, dict[str, float]]:  # fmt: skip
+    """B prompt groups, scored, for ``iteration``, sampled by the weights of iteration
+    ``version`` (default ``iteration - 1``: on-policy); with dynamic sampling, only
+    informative groups (rewards not all equal), refilled from extra prompts for a bounded
+    number of rounds."""
     G, B, algo = cfg.sampling.n, cfg.data.prompts_per_iteration, cfg.algorithm
+    version = iteration - 1 if version is None else version
     base_seed = cfg.trainer.seed * 1_000_003 + iteration * 10_007
     kept: list[list[Sample]] = []
     spare: list[list[Sample]] = []
@@ -118,7 +125,7 @@ def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int,
         prompts = loader.next_batch()
         sampling = sampling_for(cfg, base_seed + round_ * 997)
         groups = generate_scored(group, prompts.prompt_ids, prompts.labels, sampling,
-                                 iteration - 1, t)  # fmt: skip
+                                 version, t)  # fmt: skip
         extra["dapo/rounds"] += 1
         rewards = torch.tensor([s.total_reward for g in groups for s in g], dtype=torch.float32)
         varied = set(informative_groups(rewards, G).tolist())
@@ -130,6 +137,106 @@ def collect(group, loader: PromptLoader, cfg: GRPOConfig, iteration: int,
         extra["dapo/informative_groups"] = float(min(len(kept), B))
     chosen = (kept + spare)[:B]
     return Batch(tuple(replace(s, group=b) for b, g in enumerate(chosen) for s in g)), extra
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A batch collected before its iteration (one step off policy), with what its
+    collection measured."""
+
+    iteration: int
+    batch: Batch
+    extra: dict[str, float]
+    seconds: dict[str, float]
+    """Its collection's phase times (rollout, reward), reported with its iteration."""
+
+    def to_json(self) -> dict:
+        return {"iteration": self.iteration, "samples": [s.to_json() for s in self.batch],
+                "extra": self.extra, "seconds": self.seconds}  # fmt: skip
+
+    @staticmethod
+    def from_json(data: dict) -> Ahead:
+        samples = tuple(Sample.from_json(s) for s in data["samples"])
+        return Ahead(data["iteration"], Batch(samples), data["extra"], data["seconds"])
+
+
+class Rollouts:
+    """Each iteration's scored batch.
+
+    On-policy (``algorithm.max_staleness=0``): sync the weights into the engines, then
+    collect. One step off policy (``max_staleness=1``; generation on ranks of its own): while
+    iteration i trains, a background thread collects the batch of i+1 with the weights i-1
+    (the generation ranks hold them, the training ranks are updating past them); iteration
+    i+1 waits for it (``timing/rollout_wait``), sends the new weights, starts the batch of
+    i+2 and trains. So every batch is one version behind the policy it updates (the first is
+    not), and generation overlaps log-probs and update.
+    """
+
+    def __init__(self, group, loader: PromptLoader, cfg: GRPOConfig, ahead: Ahead | None = None,
+                 off_policy: bool | None = None):  # fmt: skip
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.group, self.loader, self.cfg = group, loader, cfg
+        self.off_policy = cfg.algorithm.max_staleness > 0 if off_policy is None else off_policy
+        self._pool = ThreadPoolExecutor(1, "rollout-ahead") if self.off_policy else None
+        self._running = None  # (iteration, Future) of the batch being collected
+        self._ready = ahead
+
+    def take(self, iteration: int, t: Timer) -> tuple[Batch, dict[str, float]]:
+        """The batch of ``iteration``: sync -> [generate -> score -> filter], or the one
+        collected ahead."""
+        if self.off_policy:
+            with t("rollout_wait"):
+                ready = self.settle()
+        else:
+            ready = self._ready
+        self._ready = None
+        if ready is not None and ready.iteration != iteration:
+            raise RuntimeError(f"batch collected for iteration {ready.iteration}, "
+                               f"taken at {iteration}")  # fmt: skip
+        with t("sync"):
+            self.group.to_rollout()  # a no-op when the engines already hold these weights
+        if ready is None:
+            batch, extra = collect(self.group, self.loader, self.cfg, iteration, t)
+        else:
+            batch, extra = ready.batch, ready.extra
+            for phase, seconds in ready.seconds.items():
+                t.seconds[phase] = t.seconds.get(phase, 0.0) + seconds
+        if self.off_policy and iteration < self.cfg.trainer.iterations:
+            self._running = (iteration + 1, self._pool.submit(self._collect, iteration + 1,
+                                                              iteration - 1))  # fmt: skip
+        return batch, extra
+
+    def _collect(self, iteration: int, version: int) -> Ahead:
+        t = Timer()
+        batch, extra = collect(self.group, self.loader, self.cfg, iteration, t, version)
+        return Ahead(iteration, batch, extra, t.seconds)
+
+    def settle(self) -> Ahead | None:
+        """Wait for the batch being collected, if any (before a validation or a save: the
+        generation ranks are then idle); it stays for its iteration, and is returned so that
+        a checkpoint can keep it."""
+        if self._running is not None:
+            _, future = self._running
+            self._running = None
+            self._ready = future.result()
+        return self._ready
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def staleness_metrics(batch: Batch, iteration: int, bound: int) -> dict[str, float]:
+    """How many versions each sample lags the policy it updates (``iteration - 1``); a
+    sample beyond ``bound`` stops the run (it must never be used silently)."""
+    lags = [iteration - 1 - s.version for s in batch]
+    if max(lags) > bound or min(lags) < 0:
+        raise RuntimeError(
+            f"iteration {iteration}: samples of policy versions {sorted({s.version for s in batch})}"
+            f" used with algorithm.max_staleness={bound}"
+        )
+    return {ASYNC_STALENESS_MEAN: sum(lags) / len(lags), ASYNC_STALENESS_MAX: float(max(lags))}
 
 
 def shape_rewards(batch: Batch, algo: AlgorithmConfig, max_tokens: int) -> Batch:
@@ -288,15 +395,20 @@ def check_training_state(folder: Path) -> None:
         )
 
 
-def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader, keep: int = 0) -> None:
+def save_checkpoint(group, root: Path, iteration: int, loader: PromptLoader, keep: int = 0,
+                    ahead: Ahead | None = None) -> None:  # fmt: skip
     """All ranks write into a temporary directory; it is flushed to disk and becomes iter_N by
     one rename, and the tracker moves last, so a kill (or a power loss) at any point leaves
-    the previous checkpoint usable. A failed save leaves nothing behind."""
+    the previous checkpoint usable. A failed save leaves nothing behind. ``ahead``: the batch
+    already collected for the next iteration (one step off policy), which the loader's state
+    has moved past: kept with it, so a resume trains on the same batch."""
     tmp = root / f".tmp-{mf.iter_dir_name(iteration)}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         group.save(tmp, iteration)
         state = {"iteration": iteration, "loader": loader.state_dict()}
+        if ahead is not None:
+            (tmp / mf.iter_dir_name(iteration) / AHEAD_FILE).write_text(json.dumps(ahead.to_json()))
         (tmp / mf.iter_dir_name(iteration) / TRAINER_STATE).write_text(json.dumps(state))
         fsync_tree(tmp)
     except BaseException:
@@ -552,15 +664,15 @@ def train(
             logger.message(f"workers ready in {duration(time.perf_counter() - ready)} "
                            f"({len(group.placement)} ranks on {plural(nodes, 'node')})")  # fmt: skip
             (out / "placement.json").write_text(json.dumps(group.placement, indent=2))
-            start = 1
+            start, ahead = 1, None
             if resume is not None:
-                state = json.loads(
-                    (ckpt_root / mf.iter_dir_name(resume) / TRAINER_STATE).read_text()
-                )
+                folder = ckpt_root / mf.iter_dir_name(resume)
+                state = json.loads((folder / TRAINER_STATE).read_text())
                 group.load(ckpt_root, resume)
                 loader.load_state_dict(state["loader"])
                 start = resume + 1
-            metrics = run_iterations(group, loader, val, logger, cfg, start, out)
+                ahead = load_ahead(folder, cfg, logger)
+            metrics = run_iterations(group, loader, val, logger, cfg, start, out, ahead)
         finally:
             group.shutdown()
         if cfg.trainer.export_hf and latest_checkpoint(ckpt_root) == cfg.trainer.iterations:
@@ -576,14 +688,34 @@ def train(
     return metrics
 
 
+def load_ahead(folder: Path, cfg: GRPOConfig, logger: MetricsLogger) -> Ahead | None:
+    """The batch a one-step-off-policy checkpoint collected for its next iteration."""
+    path = folder / AHEAD_FILE
+    if not path.is_file():
+        return None
+    if not cfg.algorithm.max_staleness:
+        logger.message(f"{shown(path)}: a batch collected one step ahead, not used "
+                       "on-policy (algorithm.max_staleness=0); its prompts are skipped")  # fmt: skip
+        return None
+    try:
+        return Ahead.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{shown(path)}: unreadable ({type(err).__name__}: {err}); the "
+            "checkpoint is damaged, resume from an earlier one"
+        ) from None
+
+
 def train_step(
-    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer
-) -> tuple[Batch, dict[str, float], dict[str, float]]:
+    group, loader: PromptLoader, cfg: GRPOConfig, iteration: int, t: Timer,
+    rollouts: Rollouts | None = None,
+) -> tuple[Batch, dict[str, float], dict[str, float]]:  # fmt: skip
     """One iteration's phases, each timed by ``t``. Returns the batch, the update's metrics
-    and the rollout's extra metrics."""
-    with t("sync"):
-        group.to_rollout()  # a no-op when the engines already hold these weights
-    batch, extra = collect(group, loader, cfg, iteration, t)  # generate -> score -> filter
+    and the rollout's extra metrics. ``rollouts``: where batches come from (default:
+    on-policy collection now)."""
+    rollouts = rollouts or Rollouts(group, loader, cfg, off_policy=False)
+    batch, extra = rollouts.take(iteration, t)  # sync -> generate -> score -> filter
+    extra |= staleness_metrics(batch, iteration, cfg.algorithm.max_staleness)
     with t("to_train"):
         group.to_train()
     batch = shape_rewards(batch, cfg.algorithm, cfg.sampling.max_tokens)
@@ -604,9 +736,21 @@ def run_iterations(
     cfg: GRPOConfig,
     start: int,
     out: Path,
+    ahead: Ahead | None = None,
 ) -> dict[str, float]:
     """Iterations ``start`` .. ``trainer.iterations``: sync -> generate -> score -> log-probs ->
-    advantages -> update, validation and checkpoints on their intervals."""
+    advantages -> update, validation and checkpoints on their intervals. ``ahead``: the
+    batch a one-step-off-policy checkpoint had collected for iteration ``start``."""
+    rollouts = Rollouts(group, loader, cfg, ahead)
+    try:
+        return _iterations(group, rollouts, loader, val, logger, cfg, start, out)
+    finally:
+        rollouts.close()
+
+
+def _iterations(group, rollouts: Rollouts, loader: PromptLoader, val: list[ValSet],
+                logger: MetricsLogger, cfg: GRPOConfig, start: int,
+                out: Path) -> dict[str, float]:  # fmt: skip
     ckpt_root = out / "checkpoints"
     acc, fmt = cfg.reward.accuracy_scorer, cfg.reward.format_scorer
     metrics: dict[str, float] = {}
@@ -618,7 +762,7 @@ def run_iterations(
                     group.to_rollout()
                 with t("validation"):
                     logger.log(0, validate(group, val, cfg))
-            batch, actor, extra = train_step(group, loader, cfg, iteration, t)
+            batch, actor, extra = train_step(group, loader, cfg, iteration, t, rollouts)
         metrics = {**rollout_metrics(batch, acc, fmt), **actor, **extra,
                    **{timing(k): v for k, v in t.seconds.items()},
                    PERF_TOKENS_PER_S: sum(s.tokens for s in batch) / t.seconds["step"]}  # fmt: skip
@@ -626,12 +770,15 @@ def run_iterations(
         _write_samples(out, iteration, batch)
         check_finite(actor, iteration, ckpt_root)
         if val and iteration % cfg.trainer.val_interval == 0:
+            rollouts.settle()  # the engines finish the batch they are on first
             group.to_rollout()
             logger.log(iteration, validate(group, val, cfg))
         interval = cfg.trainer.save_interval
         if iteration == cfg.trainer.iterations or (interval and iteration % interval == 0):
+            ahead = rollouts.settle()
             group.to_train()  # checkpoints hold the optimizer state, on device
-            save_checkpoint(group, ckpt_root, iteration, loader, cfg.trainer.keep_checkpoints)
+            save_checkpoint(group, ckpt_root, iteration, loader, cfg.trainer.keep_checkpoints,
+                            ahead)  # fmt: skip
             logger.message(f"checkpoint {shown(ckpt_root / mf.iter_dir_name(iteration))}")
     return metrics
 

@@ -202,6 +202,17 @@ class MegatronToHF:
 
     def iter_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(hf_name, tensor)`` for the whole model, bucket by bucket (collective)."""
+        for bucket in self.iter_buckets():
+            yield from bucket
+
+    def manifest(self) -> list[list[tuple[str, tuple[int, ...]]]]:
+        """The stream's buckets as ``(hf_name, shape)`` lists, in order: what a receiver
+        without the model (a generation-only rank) needs to size each bucket it is sent."""
+        return [[(name, shape) for name, shape, _ in b.entries] for b in self.buckets]
+
+    def iter_buckets(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """The stream of :meth:`iter_weights`, one bucket (a list of ``(hf_name, tensor)``,
+        as :meth:`manifest` lists them) at a time (collective)."""
         produced: dict[int, dict[str, torch.Tensor]] = {}
         for bucket in self.buckets:
             tensors: list[torch.Tensor] | None = None
@@ -215,8 +226,7 @@ class MegatronToHF:
             if self.pp > 1:
                 tensors = self._broadcast_bucket(bucket, tensors)
             assert tensors is not None
-            for (name, _, _), tensor in zip(bucket.entries, tensors):
-                yield name, tensor
+            yield [(name, tensor) for (name, _, _), tensor in zip(bucket.entries, tensors)]
             del tensors
 
     def _broadcast_bucket(

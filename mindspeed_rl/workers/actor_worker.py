@@ -53,8 +53,9 @@ def _tuples(value):
     return value
 
 
-class HybridActorWorker:
-    """Ray actor body. ``setup`` joins the process group and builds everything."""
+class RankProcess:
+    """What every rank's Ray actor does first: the device mapping, its output, the
+    torchrun-style environment of its torch.distributed world, and (rank 0) the rendezvous."""
 
     def __init__(
         self,
@@ -97,19 +98,59 @@ class HybridActorWorker:
                                timeout=timedelta(seconds=STORE_TIMEOUT_S))  # fmt: skip
         return ip, self._store.port
 
-    def setup(self, config: dict, master: tuple[str, int], load_dir: str, hf_meta_dir: str) -> dict:
+    def _join(self, config: dict, master: tuple[str, int]) -> GRPOConfig:
+        """Join this role's torch.distributed world through rank 0's store; the config."""
         os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]))
         cfg: GRPOConfig = build(GRPOConfig, config)
         if cfg.resources.device != "auto":
             os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
+        from mindspeed_rl.accelerator import init_distributed
+
+        self._store = self._store_client(master)
+        init_distributed(store=self._store)
+        return cfg
+
+    def _store_client(self, master: tuple[str, int]):
+        """Rank 0's rendezvous store (this rank's own when it is rank 0)."""
         from torch.distributed import TCPStore
 
-        from mindspeed_rl.accelerator import get_accelerator, init_distributed
-
-        store = getattr(self, "_store", None) or TCPStore(
+        return getattr(self, "_store", None) or TCPStore(
             master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
         )
-        init_distributed(store=store)
+
+    def _placement(self) -> dict:
+        import ray
+
+        from mindspeed_rl.accelerator import get_accelerator
+
+        return {
+            "rank": self.rank,
+            "device": get_accelerator().kind,
+            "device_index": int(os.environ["LOCAL_RANK"]),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+        }
+
+    def join_transfer(self, master: tuple[str, int], rank: int, size: int) -> None:
+        """Join the trainer -> generation ranks weight group (see
+        :mod:`mindspeed_rl.resharding.transfer`) through the trainer's rank-0 store."""
+        from mindspeed_rl.accelerator import get_accelerator
+        from mindspeed_rl.resharding.transfer import WeightTransfer
+
+        self.transfer = WeightTransfer(self._store_client(master), rank, size,
+                                       get_accelerator().backend, STORE_TIMEOUT_S)  # fmt: skip
+
+
+class HybridActorWorker(RankProcess):
+    """Ray actor body: one rank of the trainer, which also generates (the hybrid engine)
+    unless the run has generation-only ranks. ``setup`` joins the process group and builds
+    everything."""
+
+    transfer = None
+
+    def setup(self, config: dict, master: tuple[str, int], load_dir: str, hf_meta_dir: str) -> dict:
+        cfg = self._join(config, master)
+        from mindspeed_rl.accelerator import get_accelerator
         from mindspeed_rl.models.builder import Recompute
         from mindspeed_rl.resharding import MegatronToHF
         from mindspeed_rl.rollout import create_engine
@@ -164,20 +205,29 @@ class HybridActorWorker:
             acc, None, chunks, self.optimizer, offload_params=cfg.rollout.offload_params,
             frozen=self.ref.chunks if self.ref is not None else (),
         )  # fmt: skip
-        self.engine = self.memory.build_engine(lambda: create_engine(cfg.rollout, hf_meta_dir))
+        # Generation-only ranks (resources.rollout_workers) do the sampling: no engine here.
+        self.engine = None
+        if not cfg.resources.rollout_workers:
+            self.engine = self.memory.build_engine(lambda: create_engine(cfg.rollout, hf_meta_dir))
         self.resharder = MegatronToHF(
             [unwrap(c) for c in chunks], meta, bucket_mb=cfg.rollout.bucket_mb,
             dtype=cfg.rollout.torch_dtype,
         )  # fmt: skip
-        import ray
+        return self._placement()
 
-        return {
-            "rank": self.rank,
-            "device": acc.kind,
-            "device_index": int(os.environ["LOCAL_RANK"]),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "ip": ray.util.get_node_ip_address(),
-        }
+    def weight_manifest(self) -> list:
+        """The weight stream's buckets (names and shapes), for generation-only ranks."""
+        return self.resharder.manifest()
+
+    def send_weights(self) -> int:
+        """Stream the current weights to the generation-only ranks (a collective of every
+        training rank; rank 0 sends). Returns the bytes this rank sent."""
+        buckets = self.resharder.iter_buckets()
+        if self.transfer is None:
+            for _ in buckets:  # the stream's TP / PP collectives, in lockstep with rank 0
+                pass
+            return 0
+        return self.transfer.send(buckets)
 
     # -- phases ----------------------------------------------------------------------------
 
@@ -291,8 +341,46 @@ class HybridActorWorker:
 
         if self.peak_memory is not None:
             self.peak_memory.close()
-        self.engine.shutdown()
+        if self.transfer is not None:
+            self.transfer.close()
+        if self.engine is not None:
+            self.engine.shutdown()
         destroy_model_parallel()
+
+
+class RolloutWorker(RankProcess):
+    """Ray actor body: a generation-only rank (``resources.rollout_workers``): a vLLM engine
+    that gets its weights from the trainer (:meth:`receive_weights`) and samples."""
+
+    transfer = None
+
+    def setup(self, config: dict, master: tuple[str, int], hf_meta_dir: str) -> dict:
+        cfg = self._join(config, master)  # its own world: vLLM's TP groups are made in it
+        from mindspeed_rl.rollout import create_engine
+
+        self.cfg = cfg
+        self.engine = create_engine(cfg.rollout, hf_meta_dir)
+        return self._placement()
+
+    def receive_weights(self, manifest: list) -> None:
+        """Load the weights the trainer's rank 0 is sending (see HybridActorWorker.send_weights)."""
+        from mindspeed_rl.accelerator import get_accelerator
+
+        assert self.transfer is not None, "join_transfer first"
+        acc = get_accelerator()
+        device = "cpu" if acc.on_host else acc.device
+        dtype = self.cfg.rollout.torch_dtype
+        self.engine.load_weights(self.transfer.receive(manifest, dtype, device))
+
+    def generate(
+        self, prompts: list[list[int]], sampling: SamplingConfig
+    ) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling)
+
+    def shutdown(self) -> None:
+        if self.transfer is not None:
+            self.transfer.close()
+        self.engine.shutdown()
 
 
 class RewardWorker:

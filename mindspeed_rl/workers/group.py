@@ -77,15 +77,27 @@ def rank_placement(
 
 
 class WorkerGroup:
-    """The hybrid actor workers (one per rank) and the reward worker, on Ray, behind one
-    method per phase."""
+    """The actor workers (one per training rank), the generation-only workers when the run
+    has them (``resources.rollout_workers``), and the reward worker, on Ray, behind one method
+    per phase.
+
+    Hybrid (no generation-only ranks): every training rank also holds an engine; ``to_rollout``
+    reshards the weights into it in memory and ``to_train`` puts it to sleep. Disaggregated:
+    the engines live on the generation ranks, ``to_rollout`` sends the weights there when an
+    update (or a load) changed them, and ``to_train`` has nothing to do; generation and
+    training can then run at the same time (the one-step-off-policy loop).
+    """
 
     def __init__(self, cfg: GRPOConfig, load_dir: Path, hf_meta_dir: Path):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from mindspeed_rl.workers.actor_worker import HybridActorWorker, RewardWorker
+        from mindspeed_rl.workers.actor_worker import (
+            HybridActorWorker,
+            RewardWorker,
+            RolloutWorker,
+        )
 
         res = cfg.resources
         self.infer_tp = cfg.rollout.infer_tp
@@ -110,7 +122,8 @@ class WorkerGroup:
                     **common,
                 )
         bundle = {"CPU": res.cpus_per_worker, **acc.ray_bundle}
-        self.pg = placement_group([dict(bundle) for _ in range(res.world_size)], strategy="PACK")
+        n_train, n_gen = res.world_size, res.rollout_workers
+        self.pg = placement_group([dict(bundle) for _ in range(n_train + n_gen)], strategy="PACK")
         try:
             ray.get(self.pg.ready(), timeout=res.placement_timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -118,7 +131,7 @@ class WorkerGroup:
 
             remove_placement_group(self.pg)
             raise UserError(
-                f"Ray could not place {res.world_size} ranks of {bundle} within "
+                f"Ray could not place {n_train + n_gen} ranks of {bundle} within "
                 f"{res.placement_timeout_s:g} s; the cluster has {ray.cluster_resources()} "
                 "(`ray status` shows what is missing: a node that did not join, fewer devices "
                 "than resources.devices_per_node, too few CPUs for resources.cpus_per_worker)"
@@ -126,35 +139,61 @@ class WorkerGroup:
         from ray.util.placement_group import placement_group_table
 
         table = placement_group_table(self.pg)["bundles_to_node_id"]
+        nodes = [table[b] for b in range(n_train + n_gen)]
         addresses = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
-        placed = rank_placement(
-            [table[b] for b in range(res.world_size)], addresses,
-            {"model.tp": cfg.model.tp, "rollout.infer_tp": cfg.rollout.infer_tp},
-        )  # fmt: skip
-        actor_cls = ray.remote(HybridActorWorker)
-        self.workers = [
-            actor_cls.options(
-                num_cpus=res.cpus_per_worker,
-                **acc.ray_actor_options,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, bundle_index),
-            ).remote(
-                rank,
-                res.world_size,
-                local_rank,
-                res.devices_per_node,
-                kind,
-                str(logs / f"rank{rank}.log") if logs else None,
-            )  # fmt: skip
-            for rank, (bundle_index, local_rank) in enumerate(placed)
-        ]
+        sizes = {"model.tp": cfg.model.tp}
+        if not n_gen:
+            sizes["rollout.infer_tp"] = cfg.rollout.infer_tp
+        placed = rank_placement(nodes[:n_train], addresses, sizes)
+        # Generation ranks take the bundles after the trainer's; on a node shared with training
+        # ranks their local indices (devices, CPU thread shares) come after those.
+        gen_placed = [(n_train + b, local + sum(1 for n in nodes[:n_train] if n == nodes[n_train + b]))
+                      for b, local in rank_placement(nodes[n_train:], addresses,
+                                                     {"rollout.infer_tp": cfg.rollout.infer_tp})]  # fmt: skip
+        per_node = {n: nodes.count(n) for n in nodes}
+
+        def start(cls, rank: int, size: int, bundle_index: int, local_rank: int, log: str):
+            return (
+                ray.remote(cls)
+                .options(
+                    num_cpus=res.cpus_per_worker,
+                    **acc.ray_actor_options,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, bundle_index),
+                )
+                .remote(
+                    rank,
+                    size,
+                    local_rank,
+                    per_node[nodes[bundle_index]] if n_gen else res.devices_per_node,
+                    kind,
+                    str(logs / log) if logs else None,
+                )  # fmt: skip
+            )
+
+        self.workers = [start(HybridActorWorker, rank, n_train, b, local, f"rank{rank}.log")
+                        for rank, (b, local) in enumerate(placed)]  # fmt: skip
+        self.generators = [start(RolloutWorker, rank, n_gen, b, local, f"rollout{rank}.log")
+                           for rank, (b, local) in enumerate(gen_placed)]  # fmt: skip
         master = ray.get(self.workers[0].address.remote())
-        self.placement = ray.get(
-            [
-                w.setup.remote(to_dict(cfg), master, str(load_dir), str(hf_meta_dir))
-                for w in self.workers
-            ]
-        )
-        """Per rank: its device kind and the Ray node it runs on."""
+        setups = [w.setup.remote(to_dict(cfg), master, str(load_dir), str(hf_meta_dir))
+                  for w in self.workers]  # fmt: skip
+        if self.generators:
+            gen_master = ray.get(self.generators[0].address.remote())
+            setups += [g.setup.remote(to_dict(cfg), gen_master, str(hf_meta_dir))
+                       for g in self.generators]  # fmt: skip
+        self.placement = wait_all(setups)
+        """Per rank (training ranks, then generation ranks): its device kind and the Ray node
+        it runs on."""
+        for p in self.placement[n_train:]:
+            p["role"] = "rollout"
+        self._fresh_weights = False
+        """Disaggregated: the generation ranks hold the trainer's current weights."""
+        if self.generators:
+            self.manifest = ray.get(self.workers[0].weight_manifest.remote())
+            size = 1 + n_gen
+            wait_all([self.workers[0].join_transfer.remote(master, 0, size)]
+                     + [g.join_transfer.remote(master, 1 + k, size)
+                        for k, g in enumerate(self.generators)])  # fmt: skip
         self.reward = (
             ray.remote(RewardWorker)
             .options(num_cpus=0)
@@ -170,11 +209,23 @@ class WorkerGroup:
 
     def to_rollout(self) -> None:
         """Engines awake and holding the current training weights (a weight sync)."""
-        self._all("to_rollout")
+        if not self.generators:
+            self._all("to_rollout")
+        elif not self._fresh_weights:
+            wait_all([w.send_weights.remote() for w in self.workers]
+                     + [g.receive_weights.remote(self.manifest) for g in self.generators])  # fmt: skip
+            self._fresh_weights = True
 
     def to_train(self) -> None:
-        """Engines asleep, the training state back on the devices."""
-        self._all("to_train")
+        """Engines asleep, the training state back on the devices (hybrid; the generation
+        ranks of a disaggregated run keep generating)."""
+        if not self.generators:
+            self._all("to_train")
+
+    @property
+    def disaggregated(self) -> bool:
+        """Generation runs on ranks of its own, so it can overlap training."""
+        return bool(self.generators)
 
     def generate(
         self, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int
@@ -217,6 +268,7 @@ class WorkerGroup:
     def update(self, batch: Batch, mini_batches: list[list[int]], lr: float) -> dict[str, float]:
         """One optimizer step per mini-batch (indices into ``batch``); the metrics averaged
         over the ranks that report them."""
+        self._fresh_weights = False
         reporting = [r for r in self._all("update", batch.training_view(), mini_batches, lr) if r]
         return {k: sum(r[k] for r in reporting) / len(reporting) for k in reporting[0]}
 
@@ -224,6 +276,7 @@ class WorkerGroup:
         self._all("save", str(root), iteration)
 
     def load(self, root: Path, iteration: int) -> None:
+        self._fresh_weights = False
         self._all("load", str(root), iteration)
 
     # -- the preflight's probes ------------------------------------------------------------
@@ -245,8 +298,8 @@ class WorkerGroup:
     def engines(self) -> list[list[Any]]:
         """The workers of each inference engine: groups of rollout.infer_tp consecutive ranks
         (the tensor-parallel groups vLLM's external launcher forms)."""
-        tp = self.infer_tp
-        return [self.workers[k : k + tp] for k in range(0, len(self.workers), tp)]
+        tp, ranks = self.infer_tp, self.generators or self.workers
+        return [ranks[k : k + tp] for k in range(0, len(ranks), tp)]
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         """Run ``method`` on every rank (a collective step) and return each rank's result."""
@@ -258,7 +311,7 @@ class WorkerGroup:
         import ray
 
         try:
-            ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
+            ray.get([w.shutdown.remote() for w in self.workers + self.generators], timeout=60)
             ray.get(self.reward.close.remote(), timeout=30)
         except Exception as err:
             log.warning("workers did not shut down cleanly (%s: %s)", type(err).__name__, err)

@@ -373,3 +373,167 @@ def test_a_held_out_scorer_that_does_not_exist_is_refused_by_name():
 
     with pytest.raises(ValueError, match=r"scorer: unknown scorer 'choise'; use one of choice"):
         ValSetConfig(prefix="data/gpqa/test", scorer="choise")
+
+
+# -- one step off policy ----------------------------------------------------------------------
+
+
+class DisaggregatedFakeGroup(FakeGroup):
+    """Generation on ranks of its own (as WorkerGroup with resources.rollout_workers): it may
+    run while the trainer updates; weights are sent only when an update changed them, and
+    never while the generation ranks are busy. Generation is slow enough to overlap."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.version = 0  # of the trainer's weights
+        self.engine_version = -1  # what the generation ranks hold
+        self.busy = 0
+        self.lock = threading.Lock()
+        self.spans: dict[str, list[tuple[float, float]]] = {"generate": [], "update": []}
+
+    def to_rollout(self) -> None:
+        with self.lock:
+            assert self.busy == 0, "weights sent while the generation ranks generate"
+        if self.engine_version != self.version:
+            self.calls.append(("send", self.version))
+            self.engine_version = self.version
+
+    def to_train(self) -> None:
+        pass
+
+    def generate(self, prompts, labels, sampling, version):
+        import time
+
+        if sampling.n == G:  # a training batch (validation records no version)
+            assert version == self.engine_version, (version, self.engine_version)
+        with self.lock:
+            self.busy += 1
+        start = time.perf_counter()
+        time.sleep(0.2)
+        self.phase = "rollout"
+        out = super().generate(prompts, labels, sampling, version)
+        self.phase = "train"
+        self.spans["generate"].append((start, time.perf_counter()))
+        with self.lock:
+            self.busy -= 1
+        return out
+
+    crash_at_update: int = 0
+    """Raise at this update (a run killed in the middle)."""
+
+    def update(self, batch, mini_batches, lr):
+        import time
+
+        if len(self.updates) + 1 == self.crash_at_update:
+            raise KeyboardInterrupt("killed")
+        start = time.perf_counter()
+        time.sleep(0.2)
+        out = super().update(batch, mini_batches, lr)
+        self.spans["update"].append((start, time.perf_counter()))
+        self.version += 1
+        return out
+
+    def load(self, root: Path, iteration: int) -> None:
+        super().load(root, iteration)
+        self.version = iteration
+
+
+def _off_policy(cfg: GRPOConfig) -> GRPOConfig:
+    cfg.algorithm.max_staleness = 1
+    cfg.resources.rollout_workers = 1
+    return cfg
+
+
+def test_one_step_off_policy_trains_each_batch_one_version_behind_and_overlaps(tmp_path):
+    cfg = _off_policy(_cfg(tmp_path, iterations=4, save_interval=0, val_interval=3))
+    group = DisaggregatedFakeGroup()
+    val = [ValSet("val", [[1, 2]], ["all"], 1)]
+    _, rows = _run(cfg, group, _loader(tmp_path, ["half"] * 16, 2), tmp_path, val)
+    trained = [{s.version for s in batch} for batch, _, _ in group.updates]
+    # Iteration 1 trains on the initial policy's batch; every later one on the batch the
+    # weights before the previous update sampled while that update ran.
+    assert trained == [{0}, {0}, {1}, {2}]
+    lags = [r["async/staleness_max"] for r in rows if "async/staleness_max" in r]
+    assert lags == [0.0, 1.0, 1.0, 1.0]
+    # The weights go out once per update (plus the first), never while generating (checked
+    # in to_rollout), and validation after iteration 3 saw the weights of iteration 3.
+    sends = [c for c in group.calls if c[0] == "send"]
+    assert sends == [("send", 0), ("send", 1), ("send", 2), ("send", 3)]
+    assert [r["iteration"] for r in rows if "val/accuracy" in r] == [0, 3]
+    # Generation really ran during updates.
+    overlaps = [
+        (g, u) for g in group.spans["generate"] for u in group.spans["update"]
+        if g[0] < u[1] and u[0] < g[1]
+    ]  # fmt: skip
+    assert len(overlaps) >= 2
+    assert all("timing/rollout_wait" in r for r in rows if "actor/loss" in r)
+
+
+def test_off_policy_batches_beyond_the_bound_stop_the_run():
+    from mindspeed_rl.driver.grpo import staleness_metrics
+
+    def batch(*versions):
+        return Batch(tuple(Sample(prompt_ids=[1], label="", group=0, version=v,
+                                  response_ids=[2], rollout_logprobs=None, finish=Finish.STOP)
+                           for v in versions))  # fmt: skip
+
+    assert staleness_metrics(batch(2, 3), 4, 1) == {
+        "async/staleness_mean": 0.5, "async/staleness_max": 1.0,
+    }  # fmt: skip
+    with pytest.raises(
+        RuntimeError, match=r"versions \[1, 3\] used with algorithm.max_staleness=1"
+    ):
+        staleness_metrics(batch(1, 3), 4, 1)
+    with pytest.raises(RuntimeError, match="max_staleness=0"):
+        staleness_metrics(batch(3, 2), 4, 0)
+    with pytest.raises(RuntimeError):  # a sample of a policy newer than the trained one
+        staleness_metrics(batch(4), 4, 1)
+
+
+def _train_off_policy(cfg: GRPOConfig, crash_at_update: int = 0) -> list[DisaggregatedFakeGroup]:
+    import io
+
+    from mindspeed_rl.driver.grpo import train
+
+    groups: list[DisaggregatedFakeGroup] = []
+
+    def make_group(*_):
+        groups.append(DisaggregatedFakeGroup())
+        groups[-1].crash_at_update = crash_at_update
+        return groups[-1]
+
+    train(cfg, "fake", io.StringIO(), make_group)
+    return groups
+
+
+def test_off_policy_resume_trains_on_the_batch_collected_ahead(tmp_path, tiny_qwen2_dir):
+    """Killed after the checkpoint of iteration 2 (whose batch for 3 was already collected),
+    the resumed run trains iterations 3 and 4 on exactly the batches the unbroken run did."""
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (unbroken,) = _train_off_policy(_off_policy(_run_cfg(whole, tiny_qwen2_dir, 4)))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    cfg = _off_policy(_run_cfg(parts, tiny_qwen2_dir, 4))
+    with pytest.raises(KeyboardInterrupt):
+        _train_off_policy(cfg, crash_at_update=3)
+    ahead = json.loads((parts / "run" / "checkpoints" / "iter_0000002" / "rollout_ahead.json")
+                       .read_text())  # fmt: skip
+    assert ahead["iteration"] == 3 and {s["version"] for s in ahead["samples"]} == {1}
+    (resumed,) = _train_off_policy(_off_policy(_run_cfg(parts, tiny_qwen2_dir, 4)))
+    assert ("load", 2) in resumed.calls
+    assert [u[0] for u in resumed.updates] == [u[0] for u in unbroken.updates[2:]]
+    # The resumed run did not generate the batch of iteration 3 again: only 4's.
+    assert [c[3] for c in resumed.calls if c[0] == "generate"] == [2]
+    # The last checkpoint has nothing ahead (there is no iteration 5).
+    assert not (parts / "run" / "checkpoints" / "iter_0000004" / "rollout_ahead.json").exists()
+
+
+def test_an_on_policy_resume_skips_a_batch_collected_ahead(tmp_path, tiny_qwen2_dir):
+    with pytest.raises(KeyboardInterrupt):
+        _train_off_policy(_off_policy(_run_cfg(tmp_path, tiny_qwen2_dir, 3)), crash_at_update=3)
+    assert (tmp_path / "run" / "checkpoints" / "iter_0000002" / "rollout_ahead.json").is_file()
+    (group,) = _train(_run_cfg(tmp_path, tiny_qwen2_dir, 3))
+    assert [{s.version for s in u[0]} for u in group.updates] == [{2}]
