@@ -563,12 +563,16 @@ def startup_summary(cfg: GRPOConfig, config_name: str, load_dir: Path, resume: i
     val = f"; held-out {val_rows} ({cfg.data.val_prefix})" if val_rows else ""
     start = f"resuming after iteration {resume}" if resume else "from the start"
     logs = "shown here (--verbose)" if cfg.logging.verbose else f"in {shown(logs_dir(out))}/"
-    engines = plural(res.world_size // cfg.rollout.infer_tp, "engine")
+    gen = res.rollout_workers
+    engines = plural((gen or res.world_size) // cfg.rollout.infer_tp, "engine")
+    if gen:
+        engines += (f" on {plural(gen, 'generation-only rank')}"
+                    + (", one step off policy" if cfg.algorithm.max_staleness else ""))  # fmt: skip
     return [
         f"mindspeed-rl GRPO: {config_name} -> {shown(out)}",
         f"  model   {name}: {spec.family}, {spec.num_layers} layers, hidden {spec.hidden_size}, "
         f"{total_params(spec) / 1e6:.1f}M parameters, {m.params_dtype}",
-        f"  layout  {res.world_size} {get_kind(cfg)} ranks on {plural(res.nnodes, 'node')}: "
+        f"  layout  {res.world_size + gen} {get_kind(cfg)} ranks on {plural(res.nnodes, 'node')}: "
         f"train TP{m.tp} PP{m.pp}{vpp} DP{dp} ({optimizer} optimizer{recompute}); "
         f"rollout {cfg.rollout.engine} TP{cfg.rollout.infer_tp} x {engines}",
         f"  data    train {train_rows} prompts ({cfg.data.train_prefix}){val}",

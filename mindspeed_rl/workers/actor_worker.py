@@ -104,19 +104,15 @@ class RankProcess:
         cfg: GRPOConfig = build(GRPOConfig, config)
         if cfg.resources.device != "auto":
             os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
-        from mindspeed_rl.accelerator import init_distributed
-
-        self._store = self._store_client(master)
-        init_distributed(store=self._store)
-        return cfg
-
-    def _store_client(self, master: tuple[str, int]):
-        """Rank 0's rendezvous store (this rank's own when it is rank 0)."""
         from torch.distributed import TCPStore
 
-        return getattr(self, "_store", None) or TCPStore(
+        from mindspeed_rl.accelerator import init_distributed
+
+        self._store = getattr(self, "_store", None) or TCPStore(
             master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
-        )
+        )  # rank 0's own, or a client of it
+        init_distributed(store=self._store)
+        return cfg
 
     def _placement(self) -> dict:
         import ray
@@ -134,11 +130,18 @@ class RankProcess:
     def join_transfer(self, master: tuple[str, int], rank: int, size: int) -> None:
         """Join the trainer -> generation ranks weight group (see
         :mod:`mindspeed_rl.resharding.transfer`) through the trainer's rank-0 store."""
+        from torch.distributed import TCPStore
+
         from mindspeed_rl.accelerator import get_accelerator
         from mindspeed_rl.resharding.transfer import WeightTransfer
 
-        self.transfer = WeightTransfer(self._store_client(master), rank, size,
-                                       get_accelerator().backend, STORE_TIMEOUT_S)  # fmt: skip
+        # Group rank 0 is the trainer's rank 0, whose rendezvous store this is; a generation
+        # rank connects to it (its own store is its generation world's).
+        store = self._store if rank == 0 else TCPStore(
+            master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
+        )  # fmt: skip
+        self.transfer = WeightTransfer(store, rank, size, get_accelerator().backend,
+                                       STORE_TIMEOUT_S)  # fmt: skip
 
 
 class HybridActorWorker(RankProcess):

@@ -232,6 +232,31 @@ def test_qwen3_moe_expert_parallel_resume(tmp_path, tiny_qwen3_moe_chat_model, g
     _check_resume(tmp_path, tiny_qwen3_moe_chat_model, gsm8k_prompts, common)
 
 
+def test_one_step_off_policy_on_a_generation_rank_resumes_exactly(
+    tmp_path, tiny_chat_model, gsm8k_prompts
+):
+    # One training rank, one generation-only rank: the weights go over their own gloo group
+    # after each update; the batch of i+1 is generated while i trains. Killed after its first
+    # checkpoint (which holds the batch already collected for iteration 3), the rerun equals
+    # the unbroken run.
+    common = ("trainer.iterations=4", "trainer.save_interval=2", "trainer.export_hf=false",
+              "resources.devices_per_node=1", "resources.rollout_workers=1",
+              "algorithm.max_staleness=1", "loss.rollout_correction=tis")  # fmt: skip
+    unbroken = _check_resume(tmp_path, tiny_chat_model, gsm8k_prompts, common)
+    rows = [r for r in _metrics(unbroken / "metrics.jsonl") if "reward/mean" in r]
+    assert [r["async/staleness_max"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    # Iteration 1 samples with the initial weights as sent: the engine's log-probs are the
+    # trainer's to bf16 rounding (the rollout's dtype); later batches lag one update, which
+    # the mismatch shows and the correction weighs.
+    assert rows[0]["rollout/logprob_diff_mean"] < 0.01 and rows[0]["rollout/mismatch_kl"] < 1e-3
+    assert all(r["rollout/mismatch_kl"] > 10 * rows[0]["rollout/mismatch_kl"] for r in rows[1:])
+    assert all(r["rollout_correction/weight_mean"] != 1.0 for r in rows[1:])
+    placement = json.loads((unbroken / "placement.json").read_text())
+    assert [p.get("role") for p in placement] == [None, "rollout"]
+    assert "Initializing a V1 LLM engine" in (unbroken / "logs" / "rollout0.log").read_text()
+    assert "Initializing a V1 LLM engine" not in (unbroken / "logs" / "rank0.log").read_text()
+
+
 def _check_resume(tmp_path, model, gsm8k_prompts, common, during_save: int = 0) -> Path:
     """A run killed after its first checkpoint (or while it writes checkpoint
     ``during_save``) and rerun equals the unbroken run from the checkpoint it resumed;
