@@ -59,3 +59,28 @@ def test_load_dir_must_be_a_checkpoint_of_the_configured_model(
     cfg.model.hf_dir = str(tiny_qwen2_dir)
     with pytest.raises(UserError, match="should hold an iteration number"):
         cfg.validate(check_files=True)
+
+
+def test_one_step_off_policy_needs_generation_ranks_and_divisible_engines():
+    cfg = GRPOConfig()
+    cfg.algorithm.max_staleness = 1
+    with pytest.raises(UserError, match="set resources.rollout_workers"):
+        cfg.validate(check_files=False)
+    cfg.resources.rollout_workers = 3
+    cfg.rollout.infer_tp = 2
+    with pytest.raises(UserError, match="infer_tp=2 must divide resources.rollout_workers=3"):
+        cfg.validate(check_files=False)
+    cfg.resources.rollout_workers = 2
+    cfg.validate(check_files=False)
+    cfg.rollout.engine = "torch"
+    with pytest.raises(UserError, match="needs rollout.engine=vllm"):
+        cfg.validate(check_files=False)
+
+
+def test_deeper_staleness_and_negative_generation_ranks_are_refused():
+    from mindspeed_rl.config.grpo import AlgorithmConfig, ResourcesConfig
+
+    with pytest.raises(ValueError, match="deeper asynchronous queues are not built"):
+        AlgorithmConfig(max_staleness=2)
+    with pytest.raises(ValueError, match="rollout_workers must be >= 0"):
+        ResourcesConfig(rollout_workers=-1)

@@ -51,3 +51,20 @@ def test_reward_total_includes_shaping_and_needs_a_score():
     view = Batch((s,)).training_view()
     assert view[0].reward is None and view[0].text == "" and view[0].rollout_logprobs == [-0.1]
     assert pickle.loads(pickle.dumps(Batch((s,)))) == Batch((s,))  # ships through Ray
+
+
+def test_a_scored_sample_survives_json_exactly():
+    import json
+
+    from mindspeed_rl.rewards.base import RewardResult
+    from mindspeed_rl.sample import Finish, Sample
+
+    s = Sample(prompt_ids=[1, 2], label="4", group=3, version=7, response_ids=[5],
+               rollout_logprobs=[-0.1234567890123], finish=Finish.LENGTH,
+               reward=RewardResult(0.1 + 0.2, {"math": 0.30000000000000004}, {"math": "x"}),
+               text="t", penalty=-0.5, advantage=1 / 3)  # fmt: skip
+    back = Sample.from_json(json.loads(json.dumps(s.to_json())))
+    assert back == s and back.finish is Finish.LENGTH
+    unscored = Sample(prompt_ids=[1], label="", group=0, version=0, response_ids=[],
+                      rollout_logprobs=None, finish=Finish.STOP)  # fmt: skip
+    assert Sample.from_json(json.loads(json.dumps(unscored.to_json()))) == unscored
