@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from itertools import chain
@@ -142,7 +141,7 @@ def _column_order(name: str) -> tuple[int, int, str]:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mindspeed_rl.eval import suites
+    from mindspeed_rl.eval import run, suites
     from mindspeed_rl.eval.run import EvalSettings
 
     settings = EvalSettings(
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     # (default runs/eval, or runs/eval/suite_NAME) holds a folder per model.
     several = len(models) > 1 or suite is not None
     root = args.out or (Path("runs") / "eval" / (f"suite_{args.suite}" if suite else ""))
-    rank, _ = _rank_and_world(args.infer_tp, args.engine)
+    rank, world = _rank_and_world(args.infer_tp, args.engine)
     reports = {}
     for model, iteration in models:
         name = model_name(model, iteration)
@@ -180,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{name} ({len(reports) + 1})"
         safe = name.replace("@", "_").replace("/", "_").replace(" ", "_")
         out = root / safe if several else (args.out or Path("runs") / "eval" / safe)
-        with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
-            reports[name] = _evaluate(args, sets, Path(work), rank, model, iteration, out)
+        with run.shared_workdir(rank, world) as work:
+            reports[name] = _evaluate(args, sets, work, rank, world, model, iteration, out)
     if suite and rank == 0:
         from mindspeed_rl.utils.fs import atomic_write_text
 
@@ -201,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(
-    args: argparse.Namespace, sets: list, work: Path, rank: int, model: Path,
+    args: argparse.Namespace, sets: list, work: Path, rank: int, world: int, model: Path,
     iteration: int | None, out: Path,
 ) -> dict:  # fmt: skip
     """Evaluate ``model`` on ``sets`` ((data spec, settings) pairs); rank 0 writes the report
-    and samples under the model's output folder and returns the report."""
+    and samples under the model's output folder and returns the report. A Megatron
+    checkpoint is exported once, by rank 0, into ``work`` (which every rank sees)."""
     from mindspeed_rl.accelerator import get_accelerator
     from mindspeed_rl.data.tokenization import load_hf_tokenizer
     from mindspeed_rl.eval import run
@@ -214,7 +214,7 @@ def _evaluate(
     from mindspeed_rl.rollout import RolloutConfig, SamplingConfig
     from mindspeed_rl.utils.fs import atomic_write_text
 
-    hf_dir, kind = run.resolve_model(model, work, iteration)
+    hf_dir, kind = run.on_rank0(lambda: run.resolve_model(model, work, iteration), rank, world)
     tokenizer = load_hf_tokenizer(hf_dir)
     if sets[0][1].max_tokens is None:
         tokens, why = run.default_max_tokens(model)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -107,6 +110,52 @@ class EvalSettings:
 
 
 # -- the model ---------------------------------------------------------------------------
+
+
+@contextmanager
+def shared_workdir(rank: int, world: int) -> Iterator[Path]:
+    """A temporary folder all ``world`` ranks of one node see (torchrun's ranks of an
+    ``--infer-tp`` engine): rank 0 makes it, and removes it once every rank is done."""
+    if world == 1:
+        with tempfile.TemporaryDirectory(prefix="mindspeed-rl-eval-") as work:
+            yield Path(work)
+        return
+    import torch.distributed as dist
+
+    holder = [tempfile.mkdtemp(prefix="mindspeed-rl-eval-") if rank == 0 else None]
+    dist.broadcast_object_list(holder, src=0)
+    try:
+        yield Path(holder[0])
+    finally:
+        dist.barrier()
+        if rank == 0:
+            shutil.rmtree(holder[0], ignore_errors=True)
+
+
+def on_rank0(fn: Callable[[], Any], rank: int, world: int) -> Any:
+    """``fn()`` run by rank 0 alone, its result on every rank (one HF export of a Megatron
+    checkpoint under torchrun, not one per rank). A :class:`UserError` of rank 0's is raised
+    on every rank; any other error on rank 0 reaches the others as a UserError naming it."""
+    if world == 1:
+        return fn()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    failure = None
+    if rank == 0:
+        try:
+            box = [("ok", fn())]
+        except Exception as err:
+            failure = err
+            text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            box = [("error", text)]
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if failure is not None:
+        raise failure
+    if status == "error":
+        raise UserError(f"rank 0: {value}")
+    return value
 
 
 def resolve_model(model: Path, workdir: Path, iteration: int | None = None) -> tuple[Path, str]:
