@@ -21,6 +21,13 @@ class UserError(ValueError):
     """
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of ``err``'s message (at most ``limit`` characters), or its type's name
+    when it has none: what a one-line error quotes of a library's exception."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 def cli_entry(main: F) -> F:
     """Wrap a CLI ``main`` so a :class:`UserError` prints one line and exits with code 2."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mindspeed_rl.errors import UserError
+from mindspeed_rl.errors import UserError, first_line
 from mindspeed_rl.models.spec import ModelSpec
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -150,9 +150,8 @@ def _load_pt(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as err:
-        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise UserError(
-            f"{path}: not a readable checkpoint file ({first}); the save is damaged"
+            f"{path}: not a readable checkpoint file ({first_line(err, 200)}); the save is damaged"
         ) from None
     if not isinstance(state, dict):
         raise UserError(f"{path}: holds a {type(state).__name__}, not a checkpoint")

@@ -28,7 +28,7 @@ from mindspeed_rl.data.tokenization import (
     load_hf_tokenizer,
     tokenizer_fingerprint,
 )
-from mindspeed_rl.errors import UserError
+from mindspeed_rl.errors import UserError, first_line
 
 DATASET_CONFIGS = REPO_ROOT / "configs" / "datasets"
 # How many bad rows the summary lists by name; the count covers them all.
@@ -130,8 +130,7 @@ def load_dataset_config(name: str, overrides: Sequence[str] = ()) -> DatasetConf
         merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
         data = OmegaConf.to_container(merged, resolve=True)
     except (OmegaConfBaseException, yaml.YAMLError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise UserError(f"{path}: {first_line}") from None
+        raise UserError(f"{path}: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys to values")
     return DatasetConfig.from_dict(data, source=str(path))

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mindspeed_rl.errors import UserError
+from mindspeed_rl.errors import UserError, first_line
 
 CHUNK = 256
 
@@ -29,8 +29,7 @@ def load_hf_tokenizer(path: Path) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: cannot load a tokenizer: {first_line}") from None
+        raise UserError(f"{path}: cannot load a tokenizer: {first_line(err)}") from None
 
 
 def tokenizer_fingerprint(path: Path) -> str:

@@ -35,7 +35,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from mindspeed_rl.accelerator import megatron_device_scope
 from mindspeed_rl.checkpoint import megatron_format as mf
-from mindspeed_rl.errors import UserError
+from mindspeed_rl.errors import UserError, first_line
 from mindspeed_rl.training.model import unwrap
 
 LAYOUT_FILE = "layout.json"
@@ -162,8 +162,7 @@ def _cause(err: BaseException) -> str:
     (a BaseException, not an Exception); the first rank's is the one worth showing."""
     if isinstance(err, CheckpointException) and err.failures:
         err = next(iter(err.failures.values()))[0]
-    first = str(err).splitlines()[0][:300] if str(err) else ""
-    return f"{type(err).__name__}: {first}"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _materialize_state(optimizer: MegatronOptimizer) -> None:

@@ -33,7 +33,7 @@ def _send_output_to(log_file: str | None) -> None:
 def load_checkpoint_file(path: Path) -> dict:
     """A ``.pt`` file of a checkpoint, read with ``weights_only=True`` (tensors, containers and
     numbers; no pickled code): a file that needs more is refused in one line."""
-    from mindspeed_rl.errors import UserError
+    from mindspeed_rl.errors import UserError, first_line
 
     try:
         return torch.load(path, weights_only=True)
@@ -42,7 +42,7 @@ def load_checkpoint_file(path: Path) -> dict:
     except Exception as err:
         raise UserError(
             f"{path}: not a plain checkpoint file ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}); refusing to unpickle it"
+            f"{first_line(err, 200)}); refusing to unpickle it"
         ) from None
 
 

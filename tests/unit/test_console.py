@@ -92,3 +92,11 @@ def test_expected_cpu_notices_are_dropped_and_others_kept(monkeypatch):
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["KV cache is full"]
+
+
+def test_first_line_quotes_a_library_error_in_one_line():
+    from mindspeed_rl.errors import first_line
+
+    assert first_line(ValueError("  bad header\nTraceback detail\n")) == "bad header"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(OSError("x" * 500), limit=10) == "x" * 10
