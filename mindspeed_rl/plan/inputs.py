@@ -109,4 +109,5 @@ def plan_input(
         device_memory_gb=(
             cfg.resources.device_memory_gb if device_memory_gb is None else device_memory_gb
         ),
+        rollout_workers=cfg.resources.rollout_workers,
     )

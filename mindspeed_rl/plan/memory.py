@@ -97,6 +97,9 @@ class PlanInput:
     """Move the training parameters to the host during rollout."""
     device_memory_gb: float = 0.0
     """Memory of one device; 0: unknown (vLLM's KV cache is then what the batch needs)."""
+    rollout_workers: int = 0
+    """Generation-only ranks (``resources.rollout_workers``) beside the ``world`` training
+    ranks: the training ranks then hold no engine, and the rollout phase is theirs."""
 
     @property
     def dp(self) -> int:
@@ -370,7 +373,7 @@ def kv_bytes_per_token(x: PlanInput) -> float:
 
 def concurrent_sequences(x: PlanInput) -> int:
     """Sequences one engine holds when it samples its share of the batch all at once."""
-    replicas = max(1, x.world // x.infer_tp)
+    replicas = max(1, (x.rollout_workers or x.world) // x.infer_tp)
     return math.ceil(x.prompts_per_iteration * x.samples_per_prompt / replicas)
 
 
@@ -428,6 +431,9 @@ def training_phase(x: PlanInput, stage: int) -> PhasePlan:
         terms.append(Term("logits window", logits_bytes(x), f"{logits_tokens(x)} response tokens"))
     if x.reference_model:
         terms.append(Term("reference model", param_bytes(x, stage), "frozen policy copy"))
+    if x.rollout_workers:  # the engines are on the generation ranks
+        terms.append(Term("weight-send bucket", x.bucket_mb * 2**20, "rank 0, rollout.bucket_mb"))
+        return PhasePlan("training", stage, tuple(terms))
     # vLLM sleeps at level 2 during training on accelerators (weights and KV cache freed; every
     # rollout starts with a full weight sync); vLLM-CPU keeps everything.
     terms += [
@@ -456,6 +462,13 @@ def rollout_phase(x: PlanInput, stage: int) -> PhasePlan:
         kv_detail = f"rollout.kv_cache_gb; {kv_detail}"
     elif x.device_memory_gb > 0:
         kv_detail = f"rest of gpu_memory_utilization {x.gpu_memory_utilization:g}; {kv_detail}"
+    if x.rollout_workers:  # a generation-only rank: the engine and nothing else
+        return PhasePlan("rollout", 0, (
+            Term("vLLM weights", vllm_weight_bytes(x),
+                 f"{x.infer_dtype}, infer TP{x.infer_tp}, generation-only rank"),
+            Term("KV cache", kv_cache_bytes(x), kv_detail),
+            Term("weight-receive bucket", x.bucket_mb * 2**20, "rollout.bucket_mb"),
+        ))  # fmt: skip
     terms = [
         Term(
             "parameters",

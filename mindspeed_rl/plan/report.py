@@ -163,7 +163,7 @@ def rollout_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
         for k in range(x.infer_tp + 1, x.devices_per_node + 1)
         if s.num_attention_heads % k == 0
         and (s.num_kv_heads % k == 0 or k % s.num_kv_heads == 0)
-        and x.world % k == 0
+        and (x.rollout_workers or x.world) % k == 0
     ]
     yield from _first_fit_or_last(
         [(f"rollout.infer_tp={k}", replace(x, infer_tp=k), _infer_tp_note(k)) for k in tps],
@@ -179,7 +179,7 @@ def rollout_knobs(x: PlanInput) -> Iterator[tuple[str, PlanInput, str]]:
             ],
             "rollout",
         )
-    if x.on_accelerator and not x.offload_params:
+    if x.on_accelerator and not x.offload_params and not x.rollout_workers:
         yield (
             "offload training params during rollout",
             replace(x, offload_params=True),
@@ -288,7 +288,9 @@ def header(plan: MemoryPlan, title: str) -> str:
     where = "accelerator" if x.on_accelerator else "CPU"
     return (
         f"{title}: {s.family} {total_params(s) / 1e9:.2f}B params, {x.world} ranks = "
-        f"TP{x.tp} x PP{x.pp} x DP{x.dp}{f' (EP{x.ep})' if x.ep > 1 else ''}, infer TP{x.infer_tp}, {device} ({where})"
+        f"TP{x.tp} x PP{x.pp} x DP{x.dp}{f' (EP{x.ep})' if x.ep > 1 else ''}, "
+        + (f"+ {x.rollout_workers} generation-only ranks, " if x.rollout_workers else "")
+        + f"infer TP{x.infer_tp}, {device} ({where})"
     )
 
 
@@ -310,8 +312,8 @@ def host_line(plan: MemoryPlan) -> str | None:
     """Host memory the rollout's offload needs (optimizer state, and the training params with
     rollout.offload_params) per device and per node; None on CPU, where nothing moves."""
     rollout = next((p for p in plan.phases if p.name == "rollout"), None)
-    if rollout is None or not plan.input.on_accelerator:
-        return None
+    if rollout is None or not plan.input.on_accelerator or plan.input.rollout_workers:
+        return None  # (generation-only ranks: the training ranks never hand over their device)
     per_device = sum(t.bytes for t in rollout.terms if t.where == "host")
     node = plan.input.devices_per_node
     return (f"host memory during rollout: {gb(per_device)} per device offloaded "

@@ -399,7 +399,16 @@ def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not fit on 64 GB" in err
     assert train.main([*args, "resources.device_memory_gb=0"]) == 0
-    assert "is valid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is valid" in out
+    assert "layout: 16 ranks train (TP8 PP2 DP1) and generate in turn (16 engines" in out
+    split = [*args, "resources.device_memory_gb=0", "resources.rollout_workers=4",
+             "algorithm.max_staleness=1"]  # fmt: skip
+    assert train.main(split) == 0
+    assert (
+        "16 ranks train (TP8 PP2 DP1); 4 more only generate (4 engines of infer TP1), the "
+        "next batch while this one trains (one step off policy)"
+    ) in capsys.readouterr().out
     assert (
         train.main(
             [
@@ -479,3 +488,32 @@ def test_host_memory_of_the_rollout_offload_per_node():
                               read_dataset=False)  # fmt: skip
     assert "(parameters, optimizer state)" in host_line(with_params)
     assert host_line(plan_config(load_config("grpo_smollm2_cpu"), read_dataset=False)) is None
+
+
+def test_generation_only_ranks_split_the_phases(qwen7b_dir):
+    """resources.rollout_workers: the training ranks hold no engine, the generation ranks
+    nothing but the engine, and each engine samples its share of the batch."""
+    x = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "resources.rollout_workers=4",
+               "rollout.infer_tp=2")  # fmt: skip
+    assert x.rollout_workers == 4
+    training = mem.training_phase(x, 0)
+    names = [t.name for t in training.terms]
+    assert "vLLM weights" not in names and "KV cache" not in names
+    assert "weight-send bucket" in names
+    rollout = mem.rollout_phase(x, 0)
+    assert [t.name for t in rollout.terms] == ["vLLM weights", "KV cache", "weight-receive bucket"]
+    assert rollout.peak == pytest.approx(0.6 * 64 * GB + 512 * 2**20)
+    # 128 prompts x 16 samples over 4 / 2 = 2 engines (not the 8 training ranks' 4).
+    assert mem.concurrent_sequences(x) == 128 * 16 // 2
+    hybrid = _input(qwen7b_dir, "grpo_qwen25_7b", 64, "rollout.infer_tp=2")
+    # On accelerators the hybrid engine's vLLM is asleep (freed) during training anyway: the
+    # training ranks gain nothing but hold the send bucket; the generation ranks gain the
+    # whole training state.
+    assert training.peak == pytest.approx(mem.training_phase(hybrid, 0).peak + 512 * 2**20)
+    assert mem.rollout_phase(hybrid, 0).peak == pytest.approx(
+        rollout.peak + mem.param_bytes(hybrid, 0)
+    )  # (the optimizer state is on the host either way)
+    # No "offload training params" knob for a rank that holds none.
+    from mindspeed_rl.plan.report import rollout_knobs
+
+    assert not any("offload" in k for k, _, _ in rollout_knobs(replace(x, device_memory_gb=16)))
