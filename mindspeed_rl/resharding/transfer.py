@@ -10,10 +10,11 @@ MegatronToHF.manifest>` (sent once, through Ray) and hands the engine a lazy ite
 what arrives: at most one bucket is alive on either side.
 
 The group is not part of torch.distributed's default world (that world is the trainer's, or
-the generation ranks' own): it is built directly on a rendezvous store, rank 0 being the
-trainer's rank 0, ranks 1.. the generation ranks. Its backend is the device's collective one:
-gloo on CPU (tested), NCCL on CUDA (torch's ``ProcessGroupNCCL``, constructed the same way;
-not run here: no GPU is lent to this project). NPU is refused until HCCL is proven here.
+the generation ranks' own): it is built directly on the trainer's rendezvous store, rank 0
+being the trainer's rank 0, ranks 1.. the generation ranks, through vLLM's own stateless
+process groups (what vLLM builds its data-parallel and weight-transfer groups with): gloo on
+CPU (tested here), and on accelerators the platform's ``stateless_init_device_torch_dist_pg``:
+NCCL in vLLM's CUDA platform, HCCL in vllm-ascend's NPU platform (read, not run here).
 """
 
 from __future__ import annotations
@@ -40,16 +41,22 @@ class WeightTransfer:
         prefixed = dist.PrefixStore("mindspeed_rl/weights", store)
         timeout = timedelta(seconds=timeout_s)
         if backend == "gloo":
-            self.group = dist.ProcessGroupGloo(prefixed, rank, size, timeout)
-        elif backend == "nccl":
-            options = dist.ProcessGroupNCCL.Options()
-            options._timeout = timeout
-            self.group = dist.ProcessGroupNCCL(prefixed, rank, size, options)
-        else:
-            raise UserError(
-                f"resources.rollout_workers: sending weights to generation ranks over {backend} "
-                "is not built yet; use the hybrid engine (resources.rollout_workers=0) here"
+            from vllm.distributed.utils import init_gloo_process_group
+
+            self.group = init_gloo_process_group(prefixed, rank, size, timeout)
+            return
+        from vllm.platforms import current_platform
+
+        try:
+            self.group = current_platform.stateless_init_device_torch_dist_pg(
+                backend, prefixed, rank, size, timeout
             )
+        except NotImplementedError:
+            raise UserError(
+                f"resources.rollout_workers: vLLM's {type(current_platform).__name__} cannot "
+                f"build a {backend} group to send weights over; use the hybrid engine "
+                "(resources.rollout_workers=0) on this device"
+            ) from None
 
     def _broadcast(self, flat: torch.Tensor) -> None:
         opts = dist.BroadcastOptions()

@@ -56,9 +56,9 @@ def test_every_generation_rank_receives_what_rank0_sends(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt", "rank2.pt"]
 
 
-def test_unbuilt_backend_is_refused_in_one_line():
+def test_a_platform_without_device_groups_is_refused_in_one_line():
+    # vLLM's CPU platform builds no device (NCCL / HCCL) groups: asked for one, one line.
     from mindspeed_rl.errors import UserError
 
-    store = dist.HashStore()
-    with pytest.raises(UserError, match="hccl is not built yet"):
-        WeightTransfer(store, 0, 1, "hccl")
+    with pytest.raises(UserError, match="CpuPlatform cannot build a nccl group"):
+        WeightTransfer(dist.HashStore(), 0, 1, "nccl")
