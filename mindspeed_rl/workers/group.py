@@ -76,6 +76,29 @@ def rank_placement(
     return placed
 
 
+def role_placement(
+    bundle_nodes: list[str], n_train: int, node_addresses: dict[str, str], tp: int, infer_tp: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(bundle, local index on its node) of each training rank and of each generation-only
+    rank, from one placement group whose first ``n_train`` bundles train.
+
+    Each role is ordered by :func:`rank_placement` (its TP groups on one node). Without
+    generation ranks the training ranks also form the engines (inference-TP groups checked
+    on them). A generation rank's local index comes after the training ranks on its node, so
+    local indices (CPU thread shares, devices) never collide.
+    """
+    sizes = {"model.tp": tp}
+    gen_nodes = bundle_nodes[n_train:]
+    if not gen_nodes:
+        sizes["rollout.infer_tp"] = infer_tp
+    train = rank_placement(bundle_nodes[:n_train], node_addresses, sizes)
+    trainers_on = {n: bundle_nodes[:n_train].count(n) for n in set(bundle_nodes)}
+    gen = [(n_train + b, trainers_on[gen_nodes[b]] + local)
+           for b, local in rank_placement(gen_nodes, node_addresses,
+                                          {"rollout.infer_tp": infer_tp})]  # fmt: skip
+    return train, gen
+
+
 class WorkerGroup:
     """The actor workers (one per training rank), the generation-only workers when the run
     has them (``resources.rollout_workers``), and the reward worker, on Ray, behind one method
@@ -141,15 +164,8 @@ class WorkerGroup:
         table = placement_group_table(self.pg)["bundles_to_node_id"]
         nodes = [table[b] for b in range(n_train + n_gen)]
         addresses = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
-        sizes = {"model.tp": cfg.model.tp}
-        if not n_gen:
-            sizes["rollout.infer_tp"] = cfg.rollout.infer_tp
-        placed = rank_placement(nodes[:n_train], addresses, sizes)
-        # Generation ranks take the bundles after the trainer's; on a node shared with training
-        # ranks their local indices (devices, CPU thread shares) come after those.
-        gen_placed = [(n_train + b, local + sum(1 for n in nodes[:n_train] if n == nodes[n_train + b]))
-                      for b, local in rank_placement(nodes[n_train:], addresses,
-                                                     {"rollout.infer_tp": cfg.rollout.infer_tp})]  # fmt: skip
+        placed, gen_placed = role_placement(nodes, n_train, addresses, cfg.model.tp,
+                                            cfg.rollout.infer_tp)  # fmt: skip
         per_node = {n: nodes.count(n) for n in nodes}
 
         def start(cls, rank: int, size: int, bundle_index: int, local_rank: int, log: str):

@@ -38,3 +38,23 @@ def test_two_nodes_on_one_host_are_kept_apart():
     bundles = ["y", "x", "y", "x"]
     placed = rank_placement(bundles, {"x": "127.0.0.1", "y": "127.0.0.1"}, {"model.tp": 2})
     assert [bundles[b] for b, _ in placed] == ["x", "x", "y", "y"]
+
+
+def test_generation_ranks_are_placed_after_the_trainers_on_each_node():
+    from mindspeed_rl.workers.group import role_placement
+
+    # 4 training bundles (TP2) and 4 generation bundles (infer TP2), interleaved over 2 nodes.
+    bundles = ["nodeB", "nodeA", "nodeB", "nodeA", "nodeA", "nodeB", "nodeA", "nodeB"]
+    train, gen = role_placement(bundles, 4, ADDRESSES, tp=2, infer_tp=2)
+    assert train == [(1, 0), (3, 1), (0, 0), (2, 1)]
+    # Generation bundles 4..7, node by node, local indices after the node's 2 trainers.
+    assert gen == [(4, 2), (6, 3), (5, 2), (7, 3)]
+    assert [bundles[b] for b, _ in gen] == ["nodeA", "nodeA", "nodeB", "nodeB"]
+    # Only the generation ranks form engines: 3 trainers on a node do not have to make whole
+    # engines (here: infer TP3 on the other node's 3 generation ranks)...
+    uneven = ["nodeA", "nodeA", "nodeA", "nodeB", "nodeB", "nodeB"]
+    train, gen = role_placement(uneven, 3, ADDRESSES, tp=1, infer_tp=3)
+    assert gen == [(3, 0), (4, 1), (5, 2)]
+    # ...but an engine of generation ranks on two nodes is refused.
+    with pytest.raises(UserError, match="rollout.infer_tp=2 would span nodes"):
+        role_placement(["nodeA", "nodeA", "nodeB"], 1, ADDRESSES, tp=1, infer_tp=2)
