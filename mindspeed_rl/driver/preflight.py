@@ -179,9 +179,12 @@ def run_preflight(
     ))  # fmt: skip
     m, res = cfg.model, cfg.resources
     kind = get_kind(cfg)
+    gen = (
+        f" on {plural(res.rollout_workers, 'generation-only rank')}" if res.rollout_workers else ""
+    )
     say(f"preflight: {config_name}: {res.world_size} {kind} ranks on "
         f"{plural(res.nnodes, 'node')}, train TP{m.tp} PP{m.pp} DP{cfg.dp}, rollout TP"
-        f"{cfg.rollout.infer_tp}; {ITERATIONS} iterations x {cfg.data.prompts_per_iteration} "
+        f"{cfg.rollout.infer_tp}{gen}; {ITERATIONS} iterations x {cfg.data.prompts_per_iteration} "
         f"prompts x {cfg.sampling.n} samples, responses <= {cfg.sampling.max_tokens} tokens; "
         f"a save and its resume")  # fmt: skip
     report = PreflightReport(kind)

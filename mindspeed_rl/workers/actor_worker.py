@@ -143,6 +143,19 @@ class RankProcess:
         self.transfer = WeightTransfer(store, rank, size, get_accelerator().backend,
                                        STORE_TIMEOUT_S)  # fmt: skip
 
+    def start_memory_probe(self) -> int:
+        """Start sampling memory in use (see :mod:`mindspeed_rl.workers.peak_memory`);
+        returns what is in use now, after the build."""
+        from mindspeed_rl.accelerator import get_accelerator
+        from mindspeed_rl.workers.peak_memory import PeakMemory
+
+        self.peak_memory = PeakMemory(get_accelerator().used_memory)
+        return self.peak_memory.take()
+
+    def memory_peak(self) -> int:
+        """The highest memory in use since the previous call."""
+        return self.peak_memory.take()
+
 
 class HybridActorWorker(RankProcess):
     """Ray actor body: one rank of the trainer, which also generates (the hybrid engine)
@@ -311,19 +324,6 @@ class HybridActorWorker(RankProcess):
 
     # -- preflight -------------------------------------------------------------------------
 
-    def start_memory_probe(self) -> int:
-        """Start sampling memory in use (see :mod:`mindspeed_rl.workers.peak_memory`);
-        returns what is in use now, after the build."""
-        from mindspeed_rl.accelerator import get_accelerator
-        from mindspeed_rl.workers.peak_memory import PeakMemory
-
-        self.peak_memory = PeakMemory(get_accelerator().used_memory)
-        return self.peak_memory.take()
-
-    def memory_peak(self) -> int:
-        """The highest memory in use since the previous call."""
-        return self.peak_memory.take()
-
     def digest(self) -> list[float]:
         """A checksum of this rank's training state (model params, then the optimizer's main
         params and Adam moments): two ranks or two moments hold the same state only if their
@@ -381,6 +381,8 @@ class RolloutWorker(RankProcess):
         return self.engine.generate(prompts, sampling)
 
     def shutdown(self) -> None:
+        if self.peak_memory is not None:
+            self.peak_memory.close()
         if self.transfer is not None:
             self.transfer.close()
         self.engine.shutdown()

@@ -298,12 +298,15 @@ class WorkerGroup:
     # -- the preflight's probes ------------------------------------------------------------
 
     def start_memory_probe(self) -> int:
-        """Start sampling memory on every rank; the most any rank uses now."""
-        return max(self._all("start_memory_probe"))
+        """Start sampling memory on every rank (generation-only ranks too); the most any rank
+        uses now."""
+        return max(
+            wait_all([r.start_memory_probe.remote() for r in self.workers + self.generators])
+        )
 
     def memory_peak(self) -> int:
         """The most memory any rank used since the previous call."""
-        return max(self._all("memory_peak"))
+        return max(wait_all([r.memory_peak.remote() for r in self.workers + self.generators]))
 
     def digests(self) -> list[list[float]]:
         """Each rank's training-state checksum (HybridActorWorker.digest)."""

@@ -79,6 +79,18 @@ def test_preflight_tensor_parallel_train_and_rollout(
     assert "train TP2 PP1 DP1, rollout TP2" in proc.stdout, proc.stdout
 
 
+def test_preflight_with_a_generation_only_rank(tmp_path, tiny_chat_model, gsm8k_prompts):
+    # One rank trains, one only generates: the weights go over their own group, and the
+    # memory probe covers the generation rank too.
+    out = tmp_path / "run"
+    cmd = train_command(tiny_chat_model, gsm8k_prompts, out, "resources.devices_per_node=1",
+                        "resources.rollout_workers=1", "algorithm.max_staleness=1")  # fmt: skip
+    proc = _run_preflight(cmd)
+    _check_passed(proc, out)
+    assert "rollout TP1 on 1 generation-only rank;" in proc.stdout, proc.stdout
+    assert "build" in proc.stdout and "(2 ranks)" in proc.stdout, proc.stdout
+
+
 def test_preflight_pipeline_parallel_over_the_memory_budget(
     tmp_path, tiny_chat_model, gsm8k_prompts
 ):
