@@ -257,6 +257,28 @@ def test_one_step_off_policy_on_a_generation_rank_resumes_exactly(
     assert "Initializing a V1 LLM engine" not in (unbroken / "logs" / "rank0.log").read_text()
 
 
+def test_generation_ranks_with_an_inference_tp2_engine(tmp_path, tiny_chat_model, gsm8k_prompts):
+    # One training rank sends its weights to two generation ranks that form one vLLM engine
+    # split over both (infer TP2, vLLM's external launcher in the generation ranks' own
+    # world). fp32 on both sides: the engine samples with exactly the trainer's weights.
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=2",
+                      "resources.devices_per_node=1", "resources.rollout_workers=2",
+                      "resources.cpus_per_worker=0.5", "rollout.infer_tp=2",
+                      "rollout.dtype=fp32", "model.params_dtype=fp32", "trainer.export_hf=false"),
+        capture_output=True, text=True, env=run_env(), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, failure_report(proc, out)
+    rows = [r for r in _metrics(out / "metrics.jsonl") if "reward/mean" in r]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for row in rows:  # on-policy: the weights of the update before, sent after it
+        assert row["rollout/logprob_diff_max"] < 1e-4, row
+        assert row["async/staleness_max"] == 0.0
+    placement = json.loads((out / "placement.json").read_text())
+    assert [p.get("role") for p in placement] == [None, "rollout", "rollout"]
+
+
 def _check_resume(tmp_path, model, gsm8k_prompts, common, during_save: int = 0) -> Path:
     """A run killed after its first checkpoint (or while it writes checkpoint
     ``during_save``) and rerun equals the unbroken run from the checkpoint it resumed;
