@@ -86,17 +86,31 @@ class RankProcess:
         )
 
     def address(self) -> tuple[str, int]:
-        """Rank 0: start the rendezvous store on a port the OS picks as it binds, and return
-        this node's IP and that port. Picking a free port first and binding it later (as
-        env:// rendezvous does) races with every outgoing connection on the node, whose local
-        port can take it in between (seen in CI: EADDRINUSE at start-up)."""
+        """Rank 0: start the rendezvous store on this node's Ray address (127.0.0.1 for a
+        run's own Ray, see workers.group.keep_ray_on_loopback), on a port the OS picks as it
+        binds, and return both. The socket is bound here and handed to the store: a store
+        that binds itself listens on every interface, and picking a free port first and
+        binding it later (as env:// rendezvous does) races with every outgoing connection on
+        the node (seen in CI: EADDRINUSE at start-up)."""
+        import socket
+
         import ray
         from torch.distributed import TCPStore
 
         ip = ray.util.get_node_ip_address()
-        self._store = TCPStore(ip, 0, is_master=True, wait_for_workers=False,
-                               timeout=timedelta(seconds=STORE_TIMEOUT_S))  # fmt: skip
-        return ip, self._store.port
+        listener = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        listener.bind((ip, 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        fd = listener.detach()  # the store owns it from here
+        try:
+            self._store = TCPStore(ip, port, is_master=True, wait_for_workers=False,
+                                   timeout=timedelta(seconds=STORE_TIMEOUT_S),
+                                   master_listen_fd=fd)  # fmt: skip
+        except Exception:
+            socket.close(fd)
+            raise
+        return ip, port
 
     def _join(self, config: dict, master: tuple[str, int]) -> GRPOConfig:
         """Join this role's torch.distributed world through rank 0's store; the config."""

@@ -76,6 +76,28 @@ def rank_placement(
     return placed
 
 
+LOOPBACK_RAY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a cluster of one machine (on by default only on macOS and Windows): off,
+its node address is 127.0.0.1 and every Ray server (GCS, raylet, workers, object manager)
+listens there alone; on (Linux's default), they listen on every interface."""
+
+
+def keep_ray_on_loopback() -> None:
+    """Before this process starts a Ray of its own (one node, no ``resources.ray_address``):
+    keep every Ray server off the network. Ray reads the switch when it is imported; its
+    servers and workers inherit it from this process."""
+    import sys
+
+    if "ray._private.ray_constants" in sys.modules:
+        from ray._private import ray_constants
+
+        if ray_constants.ENABLE_RAY_CLUSTER:
+            log.warning("Ray was imported before the worker group: its servers will listen on "
+                        "every interface (token authentication still applies)")  # fmt: skip
+        return
+    os.environ.setdefault(LOOPBACK_RAY, "0")
+
+
 def role_placement(
     bundle_nodes: list[str], n_train: int, node_addresses: dict[str, str], tp: int, infer_tp: int
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -112,6 +134,8 @@ class WorkerGroup:
     """
 
     def __init__(self, cfg: GRPOConfig, load_dir: Path, hf_meta_dir: Path):
+        if not cfg.resources.ray_address:
+            keep_ray_on_loopback()
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

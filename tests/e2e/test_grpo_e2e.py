@@ -253,6 +253,8 @@ def test_one_step_off_policy_on_a_generation_rank_resumes_exactly(
     assert all(r["rollout_correction/weight_mean"] != 1.0 for r in rows[1:])
     placement = json.loads((unbroken / "placement.json").read_text())
     assert [p.get("role") for p in placement] == [None, "rollout"]
+    # A Ray of the run's own (no resources.ray_address) keeps to loopback.
+    assert {p["ip"] for p in placement} == {"127.0.0.1"}, placement
     assert "Initializing a V1 LLM engine" in (unbroken / "logs" / "rollout0.log").read_text()
     assert "Initializing a V1 LLM engine" not in (unbroken / "logs" / "rank0.log").read_text()
 
@@ -277,6 +279,42 @@ def test_generation_ranks_with_an_inference_tp2_engine(tmp_path, tiny_chat_model
         assert row["async/staleness_max"] == 0.0
     placement = json.loads((out / "placement.json").read_text())
     assert [p.get("role") for p in placement] == [None, "rollout", "rollout"]
+
+
+def test_a_single_node_run_listens_on_loopback_only(tmp_path, tiny_chat_model, gsm8k_prompts):
+    # A run with a Ray of its own: Ray's servers, the workers and the rendezvous store listen
+    # on 127.0.0.1 alone, never on the machine's network interfaces.
+    import psutil
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        train_command(tiny_chat_model, gsm8k_prompts, out, "trainer.iterations=3",
+                      "trainer.export_hf=false"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    listening: dict[str, set[str]] = {}
+    deadline = time.time() + 600
+    try:
+        while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "no iteration within 10 minutes"
+            time.sleep(0.5)
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for p in tree:
+            try:
+                for c in p.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN:
+                        listening.setdefault(c.laddr.ip, set()).add(p.name())
+            except psutil.NoSuchProcess:
+                continue
+        proc.wait(timeout=600)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, proc.stdout.read()
+    names = {n for owners in listening.values() for n in owners}
+    assert any("gcs_server" in n for n in names), listening  # Ray's servers were seen
+    assert set(listening) <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
 
 
 def _check_resume(tmp_path, model, gsm8k_prompts, common, during_save: int = 0) -> Path:
