@@ -46,6 +46,14 @@ def load_checkpoint_file(path: Path) -> dict:
         ) from None
 
 
+def _store_client(master: tuple[str, int]):
+    """A client of the rendezvous store rank 0 serves at ``master``."""
+    from torch.distributed import TCPStore
+
+    return TCPStore(master[0], master[1], is_master=False,
+                    timeout=timedelta(seconds=STORE_TIMEOUT_S))  # fmt: skip
+
+
 def _tuples(value):
     """``random.getstate()`` as saved (tuples) or as JSON-like lists, back to tuples."""
     if isinstance(value, list | tuple):
@@ -56,6 +64,9 @@ def _tuples(value):
 class RankProcess:
     """What every rank's Ray actor does first: the device mapping, its output, the
     torchrun-style environment of its torch.distributed world, and (rank 0) the rendezvous."""
+
+    transfer = None
+    """The trainer -> generation ranks weight group, on the ranks in it (join_transfer)."""
 
     def __init__(
         self,
@@ -118,13 +129,10 @@ class RankProcess:
         cfg: GRPOConfig = build(GRPOConfig, config)
         if cfg.resources.device != "auto":
             os.environ["MINDSPEED_RL_DEVICE"] = cfg.resources.device
-        from torch.distributed import TCPStore
-
         from mindspeed_rl.accelerator import init_distributed
 
-        self._store = getattr(self, "_store", None) or TCPStore(
-            master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
-        )  # rank 0's own, or a client of it
+        # Rank 0's own store, or a client of it.
+        self._store = getattr(self, "_store", None) or _store_client(master)
         init_distributed(store=self._store)
         return cfg
 
@@ -144,16 +152,12 @@ class RankProcess:
     def join_transfer(self, master: tuple[str, int], rank: int, size: int) -> None:
         """Join the trainer -> generation ranks weight group (see
         :mod:`mindspeed_rl.resharding.transfer`) through the trainer's rank-0 store."""
-        from torch.distributed import TCPStore
-
         from mindspeed_rl.accelerator import get_accelerator
         from mindspeed_rl.resharding.transfer import WeightTransfer
 
         # Group rank 0 is the trainer's rank 0, whose rendezvous store this is; a generation
         # rank connects to it (its own store is its generation world's).
-        store = self._store if rank == 0 else TCPStore(
-            master[0], master[1], is_master=False, timeout=timedelta(seconds=STORE_TIMEOUT_S)
-        )  # fmt: skip
+        store = self._store if rank == 0 else _store_client(master)
         self.transfer = WeightTransfer(store, rank, size, get_accelerator().backend,
                                        STORE_TIMEOUT_S)  # fmt: skip
 
@@ -175,8 +179,6 @@ class HybridActorWorker(RankProcess):
     """Ray actor body: one rank of the trainer, which also generates (the hybrid engine)
     unless the run has generation-only ranks. ``setup`` joins the process group and builds
     everything."""
-
-    transfer = None
 
     def setup(self, config: dict, master: tuple[str, int], load_dir: str, hf_meta_dir: str) -> dict:
         cfg = self._join(config, master)
@@ -368,8 +370,6 @@ class HybridActorWorker(RankProcess):
 class RolloutWorker(RankProcess):
     """Ray actor body: a generation-only rank (``resources.rollout_workers``): a vLLM engine
     that gets its weights from the trainer (:meth:`receive_weights`) and samples."""
-
-    transfer = None
 
     def setup(self, config: dict, master: tuple[str, int], hf_meta_dir: str) -> dict:
         cfg = self._join(config, master)  # its own world: vLLM's TP groups are made in it
