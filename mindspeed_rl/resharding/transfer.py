@@ -37,7 +37,7 @@ class WeightTransfer:
 
     def __init__(self, store: dist.Store, rank: int, size: int, backend: str,
                  timeout_s: float = 600.0):  # fmt: skip
-        self.rank, self.size = rank, size
+        self.rank = rank
         prefixed = dist.PrefixStore("mindspeed_rl/weights", store)
         timeout = timedelta(seconds=timeout_s)
         if backend == "gloo":

@@ -262,11 +262,6 @@ class WorkerGroup:
         if not self.generators:
             self._all("to_train")
 
-    @property
-    def disaggregated(self) -> bool:
-        """Generation runs on ranks of its own, so it can overlap training."""
-        return bool(self.generators)
-
     def generate(
         self, prompts: list[list[int]], labels: list[str], sampling: SamplingConfig, version: int
     ) -> list[list[Sample]]:
