@@ -268,11 +268,11 @@ def _measure(rank: int, world: int, spec: dict, rows_path: str, out: str) -> Non
         """[N, T] log-probs and entropies from the actor's own forward."""
         mbs, row_lists = actor._micro_batches(samples, list(range(len(rows))))
 
-        def collect(logits_BSV, mb):
-            lp_BS, ent_BS = actor._token_logprobs(logits_BSV, mb, entropy=True)
+        def collect(scores_BN2, mb):
+            lp_BS, ent_BS = actor._token_logprobs(scores_BN2, mb)
             return lp_BS.sum() * 0, mb.extra["mask"].sum(), (lp_BS.float(), ent_BS.float())
 
-        results = run_schedule(actor.chunks, mbs, collect, forward_only=True)
+        results = run_schedule(actor.chunks, mbs, collect, True, actor._scores(entropy=True))
         lp_NT, ent_NT = torch.zeros_like(mask), torch.zeros_like(mask)
         for mb, (lp_BS, ent_BS), idx in zip(mbs, results, row_lists):
             for i, lrow, erow in zip(idx, lp_BS, ent_BS):

@@ -10,14 +10,17 @@ then ``--steps`` timed ones while every rank samples its RSS.
 Cases (response lengths; prompts are 8 distinct random prompts, 8 responses each):
 - ``long_tail``: lognormal lengths clipped to [16, --max-len], like R1-Zero responses.
 - ``long_tail_one_max``: the same batch with one response grown to --max-len: the padded
-  path's memory follows its longest response, the packed path's follows the budget.
+  path's memory follows its longest response, the packed path's follows the budget (and,
+  with logits computed --logits-chunk positions at a time, not the share of response tokens
+  in a pass: the ``packed_whole_logits`` variant shows the peak without chunks).
 - ``uniform``: every response --max-len / 2 long: nothing to save by packing; shows its
   overhead (the per-sequence attention loop on CPU, the logits index).
 - ``tiny``: 1-4 token responses after short prompts: many sequences per micro-batch.
 - ``quickstart``: the CPU quick-start's shape (prompts 110 tokens, responses 20-64), where
   shared-prompt packing was chosen; decides which packing the CPU preset uses.
 
-    python bench/packing.py [--max-len 1024] [--budget 0] [--steps 2] [--out F]
+    python bench/packing.py [--max-len 1024] [--budget 0] [--steps 2] [--logits-chunk 1024]
+                            [--cases C1,C2] [--variants padded,packed,...] [--out F]
 
 What it cannot see: accelerator kernels (flash varlen, npu_fusion_attention), where padding
 costs FLOPs the same way but the attention share and launch overheads differ; batches whose
@@ -108,6 +111,7 @@ def _worker(rank: int, world: int, ckpt: str, out: str, batch: dict, variant: di
         chunks, meta, optimizer, GRPOLossConfig(kl_coef=0.0), 1.0, variant.get("rows", 4),
         pack_prompts=variant.get("pack_prompts", False),
         max_tokens_per_micro_batch=variant.get("budget", 0),
+        logits_chunk_tokens=variant.get("chunk", 0),
     )  # fmt: skip
     samples = Batch.from_columns(
         batch["prompts"], batch["responses"], advantages=batch["advantages"]
@@ -160,6 +164,15 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=4, help="samples per padded micro-batch")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--cases", default="long_tail,long_tail_one_max,uniform,tiny,quickstart")
+    parser.add_argument(
+        "--logits-chunk", type=int, default=1024,
+        help="trainer.logits_chunk_tokens of every variant (0: whole windows)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variants", default="padded,packed,packed_whole_logits,shared_prompt",
+        help="which to run (padded always runs: the ratios are against it); "
+        "packed_whole_logits only in the long-tail cases, shared_prompt only in quickstart/tiny",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args()
     os.environ.setdefault("MINDSPEED_RL_DEVICE", "cpu")
@@ -175,12 +188,18 @@ def main() -> int:
             lengths = sorted(len(r) for r in batch["responses"])
             longest = len(batch["prompts"][0]) + MAX_RESPONSE[case](args.max_len)
             budget = args.budget or args.rows * longest
+            chunk = args.logits_chunk
             variants = {
-                "padded": {"rows": args.rows},
-                "packed": {"budget": budget},
+                "padded": {"rows": args.rows, "chunk": chunk},
+                "packed": {"budget": budget, "chunk": chunk},
             }
+            if case.startswith("long_tail") and chunk:
+                variants["packed_whole_logits"] = {"budget": budget, "chunk": 0}
             if case in ("quickstart", "tiny"):
-                variants["shared_prompt"] = {"rows": PER_PROMPT, "pack_prompts": True}
+                variants["shared_prompt"] = {"rows": PER_PROMPT, "pack_prompts": True,
+                                             "chunk": chunk}  # fmt: skip
+            wanted = {"padded", *args.variants.split(",")}
+            variants = {k: v for k, v in variants.items() if k in wanted}
             results = {name: run_variant(ckpt, batch, v, args.steps)
                        for name, v in variants.items()}  # fmt: skip
             padded = results["padded"]
@@ -208,6 +227,7 @@ def main() -> int:
             "batch": f"{PROMPTS} prompts x {PER_PROMPT} responses, one optimizer step",
             "padded_rows": args.rows,
             "max_len": args.max_len,
+            "logits_chunk_tokens": args.logits_chunk,
             "steps": args.steps,
             "cases": cases,
         },

@@ -253,6 +253,12 @@ class TrainerConfig:
     ``cu_seqlens``; a varlen kernel per device), so log-probs and updates equal the padded
     path's. 0: padded rows of micro_batch_size samples, each micro-batch as long as its
     longest sample."""
+    logits_chunk_tokens: int = 1024
+    """At most this many positions of a pass have logits at once (the log-prob and its
+    log-softmax hold ~18 B x vocab/TP per position): a pass with more response tokens is
+    scored in chunks, each chunk's logits recomputed in backward rather than kept, so the
+    last stage's peak stops growing with response length (one more output-layer forward per
+    chunk is the price; a pass with fewer tokens pays nothing). 0: the whole pass at once."""
     pack_prompts: bool = False
     """Train the responses of one prompt in one row after a single copy of the prompt (each
     response attends to the prompt and itself; RoPE positions continue from the prompt), so
@@ -297,6 +303,11 @@ class TrainerConfig:
             raise ValueError(
                 "trainer.max_tokens_per_micro_batch must be >= 0 (0: padded micro-batches), "
                 f"got {self.max_tokens_per_micro_batch}"
+            )
+        if self.logits_chunk_tokens < 0:
+            raise ValueError(
+                "trainer.logits_chunk_tokens must be >= 0 (0: no chunks), "
+                f"got {self.logits_chunk_tokens}"
             )
         if self.max_tokens_per_micro_batch and self.pack_prompts:
             raise ValueError(

@@ -93,6 +93,7 @@ def plan_input(
         microbatches_per_step=max(1, -(-mini // (cfg.dp * per_pass))),
         pack_prompts=t.pack_prompts,
         max_tokens=t.max_tokens_per_micro_batch,
+        logits_chunk=t.logits_chunk_tokens,
         prompt_tokens=prompt,
         response_tokens=cfg.sampling.max_tokens,
         max_model_len=cfg.rollout.max_model_len,
@@ -105,6 +106,7 @@ def plan_input(
         cpu_kv_cache_gb=cfg.rollout.kv_cache_gb,
         bucket_mb=cfg.rollout.bucket_mb,
         offload_params=cfg.rollout.offload_params,
+        pin_host_memory=cfg.rollout.pin_host_memory,
         on_accelerator=cfg.resources.device != "cpu",
         device_memory_gb=(
             cfg.resources.device_memory_gb if device_memory_gb is None else device_memory_gb

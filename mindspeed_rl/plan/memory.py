@@ -77,6 +77,8 @@ class PlanInput:
     max_tokens: int = 0
     """Token budget of a micro-batch whose samples are packed back to back (THD, varlen
     attention: no ``S x S`` scores); 0: padded rows of ``micro_batch`` samples."""
+    logits_chunk: int = 0
+    """``trainer.logits_chunk_tokens``: positions whose logits exist at once; 0: all."""
     prompt_tokens: int = 512
     """The longest prompt."""
     response_tokens: int = 512
@@ -95,6 +97,8 @@ class PlanInput:
     """False on CPU: the host is the device, so offloading frees nothing."""
     offload_params: bool = False
     """Move the training parameters to the host during rollout."""
+    pin_host_memory: bool = False
+    """The optimizer state goes to page-locked host buffers kept for the whole run."""
     device_memory_gb: float = 0.0
     """Memory of one device; 0: unknown (vLLM's KV cache is then what the batch needs)."""
     rollout_workers: int = 0
@@ -342,10 +346,21 @@ def microbatches_in_flight(x: PlanInput, stage: int) -> float:
 
 
 def logits_bytes(x: PlanInput) -> float:
-    """The output window on the last stage: response tokens x micro-batch x vocab/TP, as bf16
-    logits plus the four fp32 tensors the log-softmax holds at its peak (18 B each)."""
+    """The output window on the last stage: the positions whose logits exist at once (the
+    response tokens of a pass, or one chunk of them) x vocab/TP, as bf16 logits plus the four
+    fp32 tensors the log-softmax holds at its peak (18 B each)."""
     vocab = x.spec.padded_vocab_size(x.tp, VOCAB_DIVISIBLE_BY) // x.tp
-    return logits_tokens(x) * vocab * (2 + 4 * 4)
+    return logits_chunk_tokens(x) * vocab * (2 + 4 * 4)
+
+
+def logits_chunk_tokens(x: PlanInput) -> int:
+    """Positions whose logits exist at once: the window, or a chunk of it (a chunk holds at
+    least one position of every row of a padded micro-batch)."""
+    window = logits_tokens(x)
+    if not x.logits_chunk:
+        return window
+    rows = 1 if (x.max_tokens or x.pack_prompts) else x.micro_batch
+    return min(window, max(x.logits_chunk // rows, 1) * rows)
 
 
 def logits_tokens(x: PlanInput) -> int:
@@ -428,7 +443,11 @@ def training_phase(x: PlanInput, stage: int) -> PhasePlan:
         ),
     ]
     if stage == x.pp - 1:
-        terms.append(Term("logits window", logits_bytes(x), f"{logits_tokens(x)} response tokens"))
+        window, at_once = logits_tokens(x), logits_chunk_tokens(x)
+        detail = f"{window} response tokens" + (
+            f", {at_once} at a time" if at_once < window else ""
+        )
+        terms.append(Term("logits window", logits_bytes(x), detail))
     if x.reference_model:
         terms.append(Term("reference model", param_bytes(x, stage), "frozen policy copy"))
     if x.rollout_workers:  # the engines are on the generation ranks

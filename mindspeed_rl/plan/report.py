@@ -316,9 +316,16 @@ def host_line(plan: MemoryPlan) -> str | None:
         return None  # (generation-only ranks: the training ranks never hand over their device)
     per_device = sum(t.bytes for t in rollout.terms if t.where == "host")
     node = plan.input.devices_per_node
-    return (f"host memory during rollout: {gb(per_device)} per device offloaded "
+    line = (f"host memory during rollout: {gb(per_device)} per device offloaded "
             f"({', '.join(t.name for t in rollout.terms if t.where == 'host')}), "
             f"{gb(per_device * node)} per node of {node}, on top of what the processes use")  # fmt: skip
+    if plan.input.pin_host_memory:
+        optimizer = sum(
+            t.bytes for t in rollout.terms if t.where == "host" and t.name == "optimizer state"
+        )
+        line += (f"; {gb(optimizer * node)} per node of it page-locked for the whole run "
+                 "(rollout.pin_host_memory)")  # fmt: skip
+    return line
 
 
 def checkpoint_line(plan: MemoryPlan) -> str:

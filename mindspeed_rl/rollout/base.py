@@ -76,6 +76,12 @@ class RolloutConfig:
     """Accelerators: also move the training params (and the KL reference model) to host
     memory while the engine samples, so the KV cache can have their room; costs one host
     round trip of the params per iteration. The optimizer state is always moved."""
+    pin_host_memory: bool = False
+    """Accelerators: move the optimizer state into page-locked host buffers allocated once
+    and reused every iteration (DMA copies at the link's speed) instead of megatron-core's
+    ``offload_to_cpu``, which makes a fresh pageable copy each time. The buffers stay
+    page-locked for the whole run, as many bytes as the optimizer state (``cli/plan.py``
+    prints them per node): turn it on where the hosts have that much to spare."""
     enforce_eager: bool = True
     """Skip CUDA graphs / compilation (faster start-up; needed on CPU)."""
 

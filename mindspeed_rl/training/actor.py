@@ -24,8 +24,7 @@ from mindspeed_rl.checkpoint.megatron_format import CheckpointMeta
 from mindspeed_rl.models.attention import packed_params
 from mindspeed_rl.sample import Batch
 from mindspeed_rl.training import optimizer as opt
-from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
-from mindspeed_rl.training.schedule import MicroBatch, causal_mask, run_schedule
+from mindspeed_rl.training.schedule import MicroBatch, TokenScores, causal_mask, run_schedule
 
 
 def dp_shard(n: int) -> range:
@@ -106,6 +105,7 @@ class MegatronActor:
         pad_id: int = 0,
         pack_prompts: bool = False,
         max_tokens_per_micro_batch: int = 0,
+        logits_chunk_tokens: int = 0,
     ):
         self.chunks = chunks
         self.meta = meta
@@ -116,6 +116,7 @@ class MegatronActor:
         self.pad_id = pad_id
         self.pack_prompts = pack_prompts
         self.max_tokens = max_tokens_per_micro_batch
+        self.logits_chunk = logits_chunk_tokens
         # Under sequence parallelism every pass's length is a multiple of TP (each rank holds
         # an equal slice of the sequence); padding tokens are masked out of the loss.
         sp = get_model_config(chunks[0]).sequence_parallel
@@ -166,6 +167,7 @@ class MegatronActor:
             attention_mask_B1SS=causal_mask(seq_len, self.device),
             extra={k: v.to(self.device) for k, v in extra.items()},
             logits_from=start,
+            targets_BN=tokens[:, start + 1 :].to(self.device),
         )
 
     def _sp_length(self, n: int) -> int:
@@ -174,10 +176,11 @@ class MegatronActor:
 
     def _response_extras(
         self, samples: Batch, rows: Sequence[int], predictors: list[int]
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Per-token tensors of a micro-batch whose logits are read at ``predictors`` (every
         row's response tokens in turn): the padded ``[rows, longest]`` layout the loss
-        expects, its ``unpack`` index into the predictors and the ``targets`` they score."""
+        expects with its ``unpack`` index into the predictors; the predictors' positions; the
+        ``[1, N]`` targets they score."""
         responses = [samples[i].response_ids for i in rows]
         longest = max((len(r) for r in responses), default=0)
         unpack = torch.zeros(len(rows), longest, dtype=torch.long)
@@ -199,9 +202,11 @@ class MegatronActor:
         assert at == len(predictors)
         targets = [t for resp in responses for t in resp]
         extra = {"mask": mask, "adv": adv, "old": old, "ref": ref, "rollout": rollout,
-                 "unpack": unpack, "targets": torch.tensor([targets], dtype=torch.long)}  # fmt: skip
-        return {k: v.to(self.device) for k, v in extra.items()}, torch.tensor(
-            predictors, dtype=torch.long, device=self.device
+                 "unpack": unpack}  # fmt: skip
+        return (
+            {k: v.to(self.device) for k, v in extra.items()},
+            torch.tensor(predictors, dtype=torch.long, device=self.device),
+            torch.tensor([targets], dtype=torch.long, device=self.device),
         )
 
     def _pack_shared_prompt(self, samples: Batch, rows: Sequence[int]) -> MicroBatch:
@@ -232,7 +237,7 @@ class MegatronActor:
             tokens.append(self.pad_id)
             positions.append(0)
             allowed[pad, pad] = True
-        extra, index = self._response_extras(samples, rows, predict_from)
+        extra, index, targets = self._response_extras(samples, rows, predict_from)
         position_ids = torch.tensor(positions)
         return MicroBatch(
             tokens_BS=torch.tensor([tokens], device=self.device),
@@ -240,6 +245,7 @@ class MegatronActor:
             attention_mask_B1SS=(~allowed)[None, None].to(self.device),
             extra=extra,
             logits_index=index,
+            targets_BN=targets,
             rope_positions=position_ids.to(self.device),
         )
 
@@ -265,7 +271,7 @@ class MegatronActor:
             tokens += [self.pad_id] * pad
             positions += range(pad)
             bounds.append(len(tokens))
-        extra, index = self._response_extras(samples, rows, predict_from)
+        extra, index, targets = self._response_extras(samples, rows, predict_from)
         cu_seqlens = torch.tensor(bounds, dtype=torch.int32, device=self.device)
         longest = max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
         return MicroBatch(
@@ -274,6 +280,7 @@ class MegatronActor:
             attention_mask_B1SS=None,
             extra=extra,
             logits_index=index,
+            targets_BN=targets,
             packed=packed_params(cu_seqlens, longest),
         )
 
@@ -325,22 +332,21 @@ class MegatronActor:
             self._pack(samples, rows[k : k + mbs], seq_len) for k in range(0, len(rows), mbs)
         ], chunks
 
-    def _token_logprobs(self, logits_BSV: torch.Tensor, mb: MicroBatch, entropy: bool):
-        """Per-token log-probs (and entropies) of the responses, ``[rows, positions]`` aligned
-        with ``mb.extra["mask"]``."""
-        entropy_grad = self.loss_config is not None and self.loss_config.entropy_coef > 0
+    def _scores(self, entropy: bool) -> TokenScores:
+        """What the output layer computes for this actor's passes (see :class:`TokenScores`)."""
+        grad = entropy and self.loss_config is not None and self.loss_config.entropy_coef > 0
         vocab = self.meta.spec.vocab_size
-        if mb.logits_index is not None:  # shared-prompt row: logits of exactly the predictors
-            lp_1N, ent_1N = vocab_parallel_logprobs(
-                logits_BSV, mb.extra["targets"], vocab, self.temperature, entropy, entropy_grad
-            )
+        return TokenScores(vocab, self.temperature, entropy, grad, self.logits_chunk)
+
+    @staticmethod
+    def _token_logprobs(scores_BN2: torch.Tensor, mb: MicroBatch):
+        """Per-token log-probs and entropies of the responses, ``[rows, positions]`` aligned
+        with ``mb.extra["mask"]``, from the output layer's token scores."""
+        lp, ent = scores_BN2[..., 0], scores_BN2[..., 1]
+        if mb.logits_index is not None:  # packed: the predictors of every response in turn
             unpack = mb.extra["unpack"]
-            return lp_1N[0][unpack], None if ent_1N is None else ent_1N[0][unpack]
-        # Padded rows: logits from position logits_from on (the output window).
-        targets_BS = mb.tokens_BS[:, mb.logits_from + 1 :]
-        return vocab_parallel_logprobs(
-            logits_BSV[:, :-1], targets_BS, vocab, self.temperature, entropy, entropy_grad
-        )
+            return lp[0][unpack], ent[0][unpack]
+        return lp, ent  # padded rows: positions logits_from .. S-2
 
     # -- log-probs -------------------------------------------------------------------------
 
@@ -350,11 +356,11 @@ class MegatronActor:
         others return an empty dict)."""
         mbs, row_lists = self._micro_batches(samples, range(len(samples)))
 
-        def collect(logits_BSV, mb):
-            lp_BS, _ = self._token_logprobs(logits_BSV, mb, entropy=False)
+        def collect(scores_BN2, mb):
+            lp_BS, _ = self._token_logprobs(scores_BN2, mb)
             return lp_BS.sum() * 0, mb.extra["mask"].sum(), lp_BS
 
-        results = run_schedule(self.chunks, mbs, collect, forward_only=True)
+        results = run_schedule(self.chunks, mbs, collect, True, self._scores(entropy=False))
         out: dict[int, list[float]] = {}
         if not is_output_rank():
             return out
@@ -396,8 +402,8 @@ class MegatronActor:
             totals = torch.zeros(2, dtype=torch.float32, device=self.device)
             compare = step == 0 and has_rollout
 
-            def loss_fn(logits_BSV, mb, totals=totals, compare=compare):
-                lp_BS, ent_BS = self._token_logprobs(logits_BSV, mb, entropy=True)
+            def loss_fn(scores_BN2, mb, totals=totals, compare=compare):
+                lp_BS, ent_BS = self._token_logprobs(scores_BN2, mb)
                 mask = mb.extra["mask"]
                 adv_BS = mb.extra["adv"] * mask
                 old = mb.extra["old"] if has_old else lp_BS.detach()
@@ -419,7 +425,7 @@ class MegatronActor:
             for chunk in self.chunks:
                 chunk.zero_grad_buffer()
             self.optimizer.zero_grad()
-            results = run_schedule(self.chunks, mbs, loss_fn, forward_only=False)
+            results = run_schedule(self.chunks, mbs, loss_fn, False, self._scores(entropy=True))
             opt.set_lr(self.optimizer, lr)
             grad_norm = opt.step(self.optimizer)
             dist.all_reduce(totals, group=dp_group)

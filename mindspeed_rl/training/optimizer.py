@@ -13,6 +13,7 @@ biases.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -159,3 +160,67 @@ def lr_at(iteration: int, total: int, lr: float, min_lr: float, warmup: int, dec
         return lr
     progress = (iteration - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class HostMirror:
+    """The optimizer's state moved to host buffers that are allocated once and reused every
+    iteration, page-locked with ``pin`` (``rollout.pin_host_memory``).
+
+    megatron-core's ``offload_to_cpu`` moves the same tensors (those :func:`state_tensors`
+    lists) with ``.cpu()``: a fresh pageable host tensor every iteration, which the driver
+    copies through a staging buffer. Page-locked buffers take DMA copies at the link's speed
+    and, being reused, are allocated once; the price is that they stay page-locked for the
+    whole run (``cli/plan.py`` prints the bytes per node).
+    """
+
+    def __init__(self, optimizer: MegatronOptimizer, pin: bool) -> None:
+        self.optimizer = optimizer
+        self.pin = pin
+        self.buffers: dict[tuple, torch.Tensor] = {}
+        self.device: torch.device | None = None
+
+    def _slots(self):
+        """(key, holder, name) of every tensor to move: ``holder[name]`` is a state entry,
+        ``holder.data`` (name None) a stepped parameter. Keys are stable across iterations."""
+        for i, opt in enumerate(_inner_optimizers(self.optimizer)):
+            inner = opt.optimizer
+            for g, group in enumerate(inner.param_groups):
+                for j, p in enumerate(group["params"]):
+                    yield (i, g, j, None), p, None
+                    for name, v in inner.state.get(p, {}).items():
+                        if isinstance(v, torch.Tensor) and v.dim() > 0:
+                            yield (i, g, j, name), inner.state[p], name
+
+    def offload(self, synchronize: Callable[[], None]) -> int:
+        """Copy every tensor into its host buffer and point the optimizer at the buffers (the
+        device copies are freed once the copies are done); returns the bytes moved."""
+        moves = []
+        for key, holder, name in self._slots():
+            t = holder.data if name is None else holder[name]
+            host = self.buffers.get(key)
+            if host is None or host.shape != t.shape or host.dtype != t.dtype:
+                host = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=self.pin)
+                self.buffers[key] = host
+            if host.data_ptr() != t.data_ptr():
+                self.device = t.device
+                host.copy_(t, non_blocking=self.pin)
+            moves.append((holder, name, host))
+        synchronize()  # the device tensors stay alive until their copies have landed
+        for holder, name, host in moves:
+            if name is None:
+                holder.data = host
+            else:
+                holder[name] = host
+        return sum(h.numel() * h.element_size() for _, _, h in moves)
+
+    def restore(self) -> None:
+        """Copy the buffers back to the device the state came from (the buffers are kept for
+        the next offload)."""
+        device = self.device or torch.device("cpu")
+        for _, holder, name in self._slots():
+            t = holder.data if name is None else holder[name]
+            moved = t.to(device, non_blocking=self.pin, copy=True)
+            if name is None:
+                holder.data = moved
+            else:
+                holder[name] = moved

@@ -20,8 +20,10 @@ from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
 from megatron.core.utils import get_model_config
+from torch.utils.checkpoint import checkpoint
 
 from mindspeed_rl.accelerator import megatron_device_scope
+from mindspeed_rl.training.logprobs import vocab_parallel_logprobs
 from mindspeed_rl.training.model import unwrap
 
 
@@ -51,33 +53,65 @@ class MicroBatch:
     packed: PackedSeqParams | None = None
     """Sequences packed back to back in one row of ``tokens_BS`` (THD): each attends to
     itself only and its RoPE positions restart at 0 (``cu_seqlens`` bounds them)."""
+    targets_BN: torch.Tensor | None = None
+    """The token each position of the logits window scores, ``[B, N]`` (N: ``logits_index``'s
+    length, or the positions from ``logits_from`` on that have a next token): what
+    :class:`TokenScores` scores."""
 
 
-# loss_fn(logits_BSV_local, micro_batch) -> (loss sum, count it sums over, outputs to return)
+# loss_fn(output, micro_batch) -> (loss sum, count it sums over, outputs to return); the output
+# is this TP rank's vocabulary slice of the window's logits [B, N, V/TP], or with TokenScores
+# the [B, N, 2] log-probs and entropies.
 LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, torch.Tensor, Any]]
 
 
-class _OutputWindow:
-    """Forward pre-hook on the output layer: logits only for the positions the loss reads.
+@dataclass(frozen=True)
+class TokenScores:
+    """What the output layer computes instead of logits when a loss reads only the log-prob of
+    each position's next token (and the entropy of its distribution): the last stage's output
+    is then ``[B, N, 2]`` (log-prob, entropy) for the window's N positions, scored against
+    ``MicroBatch.targets_BN``."""
+
+    vocab_size: int
+    """The real (unpadded) vocabulary: the distribution the inference engine samples from."""
+    temperature: float = 1.0
+    entropy: bool = False
+    """Compute the entropy (otherwise its column is 0)."""
+    entropy_grad: bool = False
+    """Differentiate through the entropy (an entropy bonus); otherwise it is a metric only."""
+    chunk_tokens: int = 0
+    """At most this many positions (rows x positions) have logits at once; 0: the whole
+    window. A longer window is scored chunk by chunk and, with gradients, each chunk's logits
+    are recomputed in backward instead of kept, so memory no longer grows with the response
+    tokens of a pass; the price is one more output-layer forward per chunk."""
+
+
+class _OutputHead:
+    """Stands in for the output layer's ``forward``: logits (or token scores) only for the
+    positions the loss reads.
 
     GPTModel computes logits for every position; RL losses read only the response's. The
     vocabulary projection and its log-softmax are a fifth of SmolLM2's forward-backward and
     more of its memory, and prompts are most of a short-answer sequence, so skipping them
-    pays. Slicing the output layer's input [S, B, H] keeps the parameter names untouched.
+    pays. Selecting rows of the output layer's input [S, B, H] keeps the parameter names
+    untouched. With :class:`TokenScores` the layer returns per-token log-probs and entropies
+    computed a chunk at a time (see ``TokenScores.chunk_tokens``), never the [N, V] logits.
 
-    Under sequence parallelism the input is this rank's slice of the sequence: the hook
+    Under sequence parallelism the input is this rank's slice of the sequence: the head
     gathers the whole sequence first and the output layer then runs as a plain column-parallel
     layer (its backward sums the input gradient over TP once; the gather's backward only
     splits it again, ``tensor_parallel_output_grad=False``).
     """
 
-    def __init__(self, sequence_parallel: bool) -> None:
+    def __init__(self, forward: Callable, sequence_parallel: bool) -> None:
+        self.layer_forward = forward
+        self.sequence_parallel = sequence_parallel
         self.start = 0
         self.index: torch.Tensor | None = None
-        self.sequence_parallel = sequence_parallel
+        self.targets_BN: torch.Tensor | None = None
+        self.scores: TokenScores | None = None
 
-    def __call__(self, module, args, kwargs):
-        hidden_SBH = args[0]
+    def __call__(self, hidden_SBH: torch.Tensor, weight=None, runtime_gather_output=None):
         if self.sequence_parallel:
             hidden_SBH = gather_from_sequence_parallel_region(
                 hidden_SBH, tensor_parallel_output_grad=False
@@ -86,22 +120,57 @@ class _OutputWindow:
             hidden_SBH = hidden_SBH.index_select(0, self.index)
         elif self.start:
             hidden_SBH = hidden_SBH[self.start :]
-        elif not self.sequence_parallel:
-            return None
-        return (hidden_SBH, *args[1:]), kwargs
+        layer = functools.partial(
+            self.layer_forward, weight=weight, runtime_gather_output=runtime_gather_output
+        )
+        if self.scores is None:
+            return layer(hidden_SBH)
+        assert self.targets_BN is not None, "TokenScores need MicroBatch.targets_BN"
+        targets_NB = self.targets_BN.t()
+        return _token_scores(layer, hidden_SBH[: len(targets_NB)], targets_NB, self.scores), None
 
 
-def _output_window(gpt: torch.nn.Module) -> _OutputWindow:
-    """The output layer's window hook, installed on first use (see :class:`_OutputWindow`)."""
+def _token_scores(
+    layer: Callable, hidden_NBH: torch.Tensor, targets_NB: torch.Tensor, s: TokenScores
+) -> torch.Tensor:
+    """``[N, B, 2]``: log-prob of each target and the entropy at its position, from the output
+    layer's logits of at most ``s.chunk_tokens`` positions at a time."""
 
-    def register(hook: _OutputWindow) -> None:
-        if hook.sequence_parallel:
-            gpt.output_layer.sequence_parallel = False  # the hook gathers instead
-        gpt.output_layer.register_forward_pre_hook(hook, with_kwargs=True)
+    def score(h_cBH: torch.Tensor, t_cB: torch.Tensor) -> torch.Tensor:
+        logits_cBV, _ = layer(h_cBH)
+        lp, ent = vocab_parallel_logprobs(
+            logits_cBV, t_cB, s.vocab_size, s.temperature, s.entropy, s.entropy_grad
+        )
+        return torch.stack([lp, ent if ent is not None else torch.zeros_like(lp)], -1)
+
+    n, rows = targets_NB.shape
+    step = max(1, s.chunk_tokens // max(rows, 1)) if s.chunk_tokens else max(n, 1)
+    if n <= step:
+        return score(hidden_NBH, targets_NB)
+    parts = []
+    for a in range(0, n, step):
+        h, t = hidden_NBH[a : a + step], targets_NB[a : a + step]
+        if torch.is_grad_enabled():
+            # Non-reentrant: the chunk is recomputed inside the one backward pass, and its
+            # gradients reach the output weight through the graph as without chunks.
+            parts.append(checkpoint(score, h, t, use_reentrant=False))
+        else:
+            parts.append(score(h, t))
+    return torch.cat(parts)
+
+
+def _output_head(gpt: torch.nn.Module) -> _OutputHead:
+    """The output layer's head, installed on first use (see :class:`_OutputHead`)."""
+    layer = gpt.output_layer
+
+    def register(head: _OutputHead) -> None:
+        if head.sequence_parallel:
+            layer.sequence_parallel = False  # the head gathers instead
+        layer.forward = head  # an instance attribute: nn.Module.__call__ runs it
 
     return _hook(
-        gpt, "_mindspeed_output_window",
-        lambda: _OutputWindow(bool(gpt.config.sequence_parallel)), register,
+        gpt, "_mindspeed_output_head",
+        lambda: _OutputHead(layer.forward, bool(gpt.config.sequence_parallel)), register,
     )  # fmt: skip
 
 
@@ -145,13 +214,16 @@ def _loss_step(loss_fn: LossFn, mb: MicroBatch, output: torch.Tensor):
     return loss, count.detach().to(torch.int).reshape(()), result
 
 
-def _forward_step(loss_fn: LossFn, data_iterator, model: torch.nn.Module):
+def _forward_step(
+    loss_fn: LossFn, scores: TokenScores | None, data_iterator, model: torch.nn.Module
+):
     """megatron-core's forward-step contract: (output, loss function of the output)."""
     mb: MicroBatch = next(data_iterator)
     gpt = unwrap(model)
     if gpt.post_process:
-        window = _output_window(gpt)
-        window.start, window.index = mb.logits_from, mb.logits_index
+        head = _output_head(gpt)
+        head.start, head.index, head.targets_BN = mb.logits_from, mb.logits_index, mb.targets_BN
+        head.scores = scores
     # Installed on first use, then kept: every micro-batch sets it (None = plain positions).
     rope = getattr(gpt, "_mindspeed_rope_positions", None)
     if rope is None and mb.rope_positions is not None:
@@ -190,9 +262,11 @@ def run_schedule(
     micro_batches: Sequence[MicroBatch],
     loss_fn: LossFn,
     forward_only: bool,
+    scores: TokenScores | None = None,
 ) -> list[Any]:
     """Run every micro-batch through this rank's chunks; backward unless ``forward_only``.
 
+    ``scores``: the last stage outputs token scores instead of logits (:class:`TokenScores`).
     Returns what ``loss_fn`` returned for each micro-batch on the last stage (an empty list on
     other stages). With backward, the gradients are reduced and normalised when it returns.
     """
@@ -210,7 +284,7 @@ def run_schedule(
         for c in chunks:
             c.train(not forward_only)
         results = get_forward_backward_func()(
-            forward_step_func=functools.partial(_forward_step, loss_fn),
+            forward_step_func=functools.partial(_forward_step, loss_fn, scores),
             data_iterator=iterators if len(chunks) > 1 else iterators[0],
             model=list(chunks),
             num_microbatches=len(mbs),

@@ -221,6 +221,7 @@ class HybridActorWorker(RankProcess):
             chunks, meta, self.optimizer, cfg.loss, cfg.sampling.temperature,
             cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
             max_tokens_per_micro_batch=cfg.trainer.max_tokens_per_micro_batch,
+            logits_chunk_tokens=cfg.trainer.logits_chunk_tokens,
         )  # fmt: skip
         self.ref = None
         if cfg.loss.kl_coef > 0:
@@ -230,12 +231,14 @@ class HybridActorWorker(RankProcess):
             self.ref = MegatronActor(
                 ref_chunks, meta, None, None, cfg.sampling.temperature,
                 cfg.trainer.micro_batch_size, pack_prompts=cfg.trainer.pack_prompts,
-            max_tokens_per_micro_batch=cfg.trainer.max_tokens_per_micro_batch,
+                max_tokens_per_micro_batch=cfg.trainer.max_tokens_per_micro_batch,
+                logits_chunk_tokens=cfg.trainer.logits_chunk_tokens,
             )  # fmt: skip
         # The engine is built with the training state parked, then sleeps (see HybridMemory).
         self.memory = HybridMemory(
             acc, None, chunks, self.optimizer, offload_params=cfg.rollout.offload_params,
             frozen=self.ref.chunks if self.ref is not None else (),
+            pin_host_memory=cfg.rollout.pin_host_memory,
         )  # fmt: skip
         # Generation-only ranks (resources.rollout_workers) do the sampling: no engine here.
         self.engine = None

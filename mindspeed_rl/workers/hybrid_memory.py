@@ -71,6 +71,7 @@ class HybridMemory:
         optimizer: MegatronOptimizer | None,
         offload_params: bool = False,
         frozen: Sequence[torch.nn.Module] = (),
+        pin_host_memory: bool = False,
     ):
         self.acc = accelerator
         self.engine = engine
@@ -85,6 +86,12 @@ class HybridMemory:
         self._on_device = not accelerator.on_host
         self._offload_optimizer_after_sync = optimizer is not None and opt.steps_model_params(
             optimizer
+        )
+        # Reused page-locked host buffers instead of megatron-core's pageable offload.
+        self.mirror = (
+            opt.HostMirror(optimizer, pin=True)
+            if pin_host_memory and optimizer is not None and self._on_device
+            else None
         )
 
     def optimizer_bytes(self) -> int:
@@ -152,7 +159,9 @@ class HybridMemory:
         return held + [p for m in self.frozen for p in m.parameters()]
 
     def _offload_optimizer(self) -> None:
-        if self.optimizer is not None and self._on_device:
+        if self.mirror is not None:
+            self.mirror.offload(self.acc.synchronize)
+        elif self.optimizer is not None and self._on_device:
             self.optimizer.offload_to_cpu()
         self.moved["optimizer"] = self.optimizer_bytes() if self._on_device else 0
         self.events.append("offload_optimizer")
@@ -180,7 +189,10 @@ class HybridMemory:
             self.acc.synchronize()
         if self.offload_params:
             self.events.append("onload_params")
-        if self.optimizer is not None and self._on_device:
+        if self.mirror is not None:
+            self.mirror.restore()
+            self.acc.synchronize()
+        elif self.optimizer is not None and self._on_device:
             self.optimizer.restore_from_cpu()
         self.events.append("onload_optimizer")
         for buffer in _buffers(self.chunks):

@@ -43,10 +43,11 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
 
     chunks, meta, iteration = build_chunks(
         ckpt, dtype, Recompute(layout.get("recompute", "")),
-        ddp=DDPSettings(use_distributed_optimizer=distributed),
+        ddp=DDPSettings(use_distributed_optimizer=distributed,
+                        overlap_grad_reduce=layout.get("overlap", False)),
         sequence_parallel=layout.get("sp", False),
     )  # fmt: skip
-    configure_chunks(chunks, overlap_grad_reduce=False)
+    configure_chunks(chunks, overlap_grad_reduce=layout.get("overlap", False))
     if layout.get("no_qk_norm_reduce"):
         # finalize_model_grads sums q/k norm gradients over TP only when the config says so.
         unwrap(chunks[0]).config.qk_layernorm = False
@@ -79,6 +80,7 @@ def _train_worker(rank: int, world: int, ckpt: str, out: str, layout: dict) -> N
     actor = MegatronActor(
         chunks, meta, optimizer, loss_config, 1.0, micro_batch_size=2,
         max_tokens_per_micro_batch=layout.get("max_tokens", 0),
+        pack_prompts=layout.get("pack", False), logits_chunk_tokens=layout.get("chunk", 0),
     )  # fmt: skip
     # Fixed old log-probs near the random model's (-log 250 = -5.5): the ratio, the clipping
     # and so the loss move with the weights from step to step.
@@ -166,6 +168,14 @@ LAYOUTS = {
     "tp2_sp_pp2": dict(tp=2, pp=2, sp=True),
     # The GPU presets' training: packed, TP + SP, full activation recompute.
     "thd_tp2_sp_recompute": dict(tp=2, pp=1, sp=True, max_tokens=16, recompute="full"),
+    # Logits a few positions at a time, each chunk recomputed in backward: padded rows (2 rows
+    # x 2 positions a chunk), THD at TP2 + SP, shared-prompt rows, PP2, and DP2 with gradient
+    # reductions overlapping backward (megatron's DDP hook must see the output weight once).
+    "chunks": dict(tp=1, pp=1, chunk=4),
+    "chunks_thd_tp2_sp": dict(tp=2, pp=1, sp=True, max_tokens=16, chunk=5),
+    "chunks_shared_prompt": dict(tp=1, pp=1, pack=True, chunk=3),
+    "chunks_pp2": dict(tp=1, pp=2, chunk=3),
+    "chunks_dp2_overlap": dict(tp=1, pp=1, dp=2, distopt=True, overlap=True, chunk=4),
 }
 
 

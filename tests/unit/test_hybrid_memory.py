@@ -109,3 +109,45 @@ def test_the_engine_is_built_with_the_training_state_parked_then_sleeps(offload_
     assert mem.phase is Phase.TRAIN
     with pytest.raises(RuntimeError, match="build_engine is called once"):
         mem.build_engine(factory)
+
+
+class _DeviceLike:
+    """An accelerator as HybridMemory sees one (state lives off the host), on CPU tensors."""
+
+    on_host = False
+
+    def __init__(self):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.synced = 0
+
+    def empty_cache(self):
+        pass
+
+    def synchronize(self):
+        self.synced += 1
+
+
+@pytest.mark.parametrize("pin", [False, True])
+def test_pin_host_memory_moves_the_optimizer_through_the_host_mirror(pin):
+    import torch
+    from megatron.core.optimizer import OptimizerConfig
+    from megatron.core.optimizer.optimizer import FP32Optimizer
+
+    from mindspeed_rl.accelerator import megatron_device_scope
+
+    param = torch.nn.Parameter(torch.ones(4))
+    with megatron_device_scope():
+        fp32 = FP32Optimizer(torch.optim.Adam([param]), OptimizerConfig(lr=1e-3), lambda *a: None)
+    mem = HybridMemory(_DeviceLike(), _RecordingEngine([]), [], fp32, pin_host_memory=pin)
+    assert (mem.mirror is not None) == pin
+    if not pin:
+        return
+    mem.mirror.pin = False  # page-locking needs a real accelerator
+    mem.to_rollout(lambda: None)
+    (buffer,) = mem.mirror.buffers.values()
+    assert param.data.data_ptr() == buffer.data_ptr()  # the state sits in the mirror's buffer
+    mem.to_train()
+    assert param.data.data_ptr() != buffer.data_ptr() and torch.equal(param.data, buffer)
+    assert mem.acc.synced >= 2  # after the copies out and after the copies back

@@ -130,8 +130,15 @@ def test_qwen7b_tp4_training_terms(qwen7b_dir):
         28 * 2 * s * b * h / t + sp_layer
     )
 
-    # Logits window: 2048 response tokens x 8 x vocab / TP4 x (bf16 + 4 fp32 tensors).
-    assert mem.logits_bytes(x) == 2048 * 8 * (152064 // 4) * 18
+    # Logits window: 2048 response tokens x 8 x vocab / TP4 x (bf16 + 4 fp32 tensors)...
+    whole = replace(x, logits_chunk=0)
+    assert mem.logits_bytes(whole) == 2048 * 8 * (152064 // 4) * 18
+    # ...or one chunk of trainer.logits_chunk_tokens (1024: 128 positions of the 8 rows).
+    assert x.logits_chunk == 1024
+    assert mem.logits_bytes(x) == 1024 * (152064 // 4) * 18
+    assert mem.logits_bytes(replace(x, logits_chunk=5)) == 8 * (152064 // 4) * 18  # a row each
+    assert any("16384 response tokens, 1024 at a time" in t.detail for t in
+               mem.training_phase(x, x.pp - 1).terms)  # fmt: skip
 
 
 def test_token_budget_is_one_packed_row_without_attention_scores(qwen7b_dir):
@@ -143,7 +150,8 @@ def test_token_budget_is_one_packed_row_without_attention_scores(qwen7b_dir):
     s, h, t = 16384, 3584, 4
     mlp = 8 * 18944 / 3584
     assert mem.stage_activation_bytes(x) == pytest.approx(28 * s * h * (10 + 8 + mlp) / t)
-    assert mem.logits_bytes(x) == 16384 * (152064 // 4) * 18
+    assert mem.logits_bytes(x) == 1024 * (152064 // 4) * 18  # a chunk at a time
+    assert mem.logits_bytes(replace(x, logits_chunk=0)) == 16384 * (152064 // 4) * 18
     # A sample longer than the budget gets a pass of its own: the shape follows it.
     assert mem.micro_batch_shape(replace(x, max_tokens=1000)) == (x.seq_tokens, 1)
     # The smaller-pass knob halves the budget instead of counting rows.
@@ -262,7 +270,7 @@ def test_knobs_that_fix_training_make_it_fit(qwen7b_dir):
     for k in fixes:
         assert k.plan.fits, k.text()
     text = render_text(plan, "grpo_qwen25_7b")
-    assert "model.recompute_granularity=full: training 176.9 -> 51.8 GB (-125.1 GB)" in text
+    assert "model.recompute_granularity=full: training 167.1 -> 42.0 GB (-125.1 GB)" in text
 
 
 def test_pack_prompts_is_one_long_row(qwen7b_dir):
@@ -487,6 +495,13 @@ def test_host_memory_of_the_rollout_offload_per_node():
     with_params = plan_config(load_config("grpo_qwen25_7b", ["rollout.offload_params=true"]),
                               read_dataset=False)  # fmt: skip
     assert "(parameters, optimizer state)" in host_line(with_params)
+    assert "page-locked" not in host_line(with_params)
+    pinned = plan_config(load_config("grpo_qwen25_7b", ["rollout.offload_params=true",
+                                                        "rollout.pin_host_memory=true"]),
+                         read_dataset=False)  # fmt: skip
+    # Only the optimizer state's buffers are kept page-locked (the params move as before).
+    assert (f"; {8 * per_device / GB:.1f} GB per node of it page-locked for the whole run"
+            in host_line(pinned))  # fmt: skip
     assert host_line(plan_config(load_config("grpo_smollm2_cpu"), read_dataset=False)) is None
 
 
