@@ -1,10 +1,11 @@
 """Score a checkpoint on held-out sets the way R1-Zero reports are made.
 
 python cli/eval.py --model DIR [--model ...] --data NAME_OR_PREFIX [--data ...] [--n 8] [--k 1 --k 4]
-python cli/eval.py --model DIR [--model ...] --suite r1zero        # the R1-Zero report's table
-python cli/eval.py --model RUN/checkpoints --every 200 --suite r1zero   # every 200th checkpoint
                    [--temperature 0.6] [--top-p 0.95] [--max-tokens N] [--iteration N] [--template NAME]
                    [--engine vllm|torch] [--infer-tp T] [--out DIR] [--limit N]
+python cli/eval.py --model DIR [--model ...] --suite r1zero        # the R1-Zero report's table
+python cli/eval.py --model RUN/checkpoints --every 200 --suite r1zero   # every 200th checkpoint
+python cli/eval.py --model DIR --suite math        # GSM8K, MATH-500, AMC23, AIME24, AIME25
 
 DIR is an HF model directory or a Megatron checkpoint (cli/convert_ckpt.py hf2mcore's output
 or a training run's checkpoints/, any TP/PP; exported to a temporary HF directory first).
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a raw --data file's fields: question=KEY and label=KEY (default: "
                         "guessed from problem/answer, problem/solution, question/answer)")  # fmt: skip
     parser.add_argument("--suite", help="a named suite instead of --data/--n/--k "
-                        "(r1zero: MATH-500 pass@1, AIME24 avg@24, GPQA Diamond avg@4)")  # fmt: skip
+                        "(r1zero: MATH-500 pass@1, AIME24 avg@24, GPQA Diamond avg@4; math: GSM8K "
+                        "and MATH-500 pass@1, AMC23, AIME24, AIME25 avg@16)")  # fmt: skip
     parser.add_argument("--suite-data", action="append", default=[], metavar="NAME=PREFIX",
                         help="read a suite's set NAME from PREFIX instead of data/NAME/test")  # fmt: skip
     parser.add_argument("--every", type=int, default=None,

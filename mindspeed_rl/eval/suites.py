@@ -5,8 +5,10 @@ prompt and the figure its column shows.
 
 ``r1zero`` is the DeepSeek-R1-Zero report's table: MATH-500 pass@1, AIME 2024 avg@24 and
 GPQA Diamond avg@4 (avg@k: the mean accuracy of k samples at the sampling temperature; the
-report's "Pass@1 with k samples"). Each set is a preprocessed ``data/<name>/test`` made from
-a file the user brings (no download at run time), e.g.
+report's "Pass@1 with k samples"). ``math`` is every named math set: GSM8K and MATH-500
+pass@1 (greedy), AMC 2023, AIME 2024 and AIME 2025 avg@16 (16 samples per problem, as
+DeepScaleR reports its small sets). Each set is a preprocessed ``data/<name>/test`` made from
+a file the user brings (no download at run time; GSM8K's test split ships), e.g.
 
     bash examples/data/preprocess_data.sh math500 input=/data/MATH-500/test.jsonl
 """
@@ -42,6 +44,13 @@ SUITES: dict[str, tuple[SuiteSet, ...]] = {
         SuiteSet("MATH-500 pass@1", "math500", 1, "greedy_pass@1"),
         SuiteSet("AIME24 avg@24", "aime24", 24, "avg@24"),
         SuiteSet("GPQA Diamond avg@4", "gpqa_diamond", 4, "avg@4"),
+    ),
+    "math": (
+        SuiteSet("GSM8K pass@1", "gsm8k", 1, "greedy_pass@1"),
+        SuiteSet("MATH-500 pass@1", "math500", 1, "greedy_pass@1"),
+        SuiteSet("AMC23 avg@16", "amc23", 16, "avg@16"),
+        SuiteSet("AIME24 avg@16", "aime24", 16, "avg@16"),
+        SuiteSet("AIME25 avg@16", "aime25", 16, "avg@16"),
     ),
 }
 

@@ -220,6 +220,76 @@ def test_the_r1zero_suite_table_from_one_command(model_dir, tmp_path, capsys):
     assert suite["rows"]["other"] == suite["rows"][model_dir.name]
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.slow
+def test_smollm2_on_every_named_set_in_both_suites(smollm2_dir, tmp_path, capsys):
+    # The bundled model through vLLM on small generated stand-ins of every named set (users
+    # bring the real files): GSM8K, MATH-500, AMC23, AIME24 and AIME25 from GSM8K test
+    # questions in each config's problem / answer shape, GPQA Diamond from a generated CSV,
+    # each preprocessed by its shipped config. Both suites print their table, and every
+    # figure is what the set's samples file says: the greedy rows' mean score for pass@1, the
+    # sampled rows' mean for avg@k, with k samples per prompt.
+    import csv
+
+    from mindspeed_rl.data.preprocess import load_dataset_config, preprocess
+    from mindspeed_rl.eval import suites
+
+    lines = (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()
+    raw = [json.loads(line) for line in lines[:15]]
+    math_sets = ("math500", "amc23", "aime24", "aime25")
+    for k, name in enumerate(math_sets):
+        rows = [{"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()}
+                for r in raw[3 * k : 3 * k + 3]]  # fmt: skip
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines[12:15]) + "\n")
+    with (tmp_path / "gpqa.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                         "Incorrect Answer 3"])  # fmt: skip
+        writer.writerow(["Which gas is a noble gas?", "Argon", "Oxygen", "Nitrogen", "Chlorine"])
+        writer.writerow(["What is 7 times 6?", "42", "36", "48", "13"])
+    where = []
+    for name, source in [*((n, f"{n}.jsonl") for n in math_sets), ("gsm8k", "gsm8k.jsonl"),
+                         ("gpqa_diamond", "gpqa.csv")]:  # fmt: skip
+        prefix = tmp_path / "data" / name / "test"
+        preprocess(load_dataset_config(name, [
+            f"input={tmp_path / source}", f"output_prefix={prefix}", f"tokenizer={smollm2_dir}",
+            "template=chatml_r1_oneshot", "workers=1"]))  # fmt: skip
+        where.append((name, str(prefix)))
+    for suite_name in ("math", "r1zero"):
+        suite = suites.get_suite(suite_name)
+        wanted = {s.data for s in suite}
+        pairs = [f"{n}={p}" for n, p in where if n in wanted]
+        out = tmp_path / suite_name
+        argv = ["--model", str(smollm2_dir), "--suite", suite_name,
+                *(x for pair in pairs for x in ("--suite-data", pair)),
+                "--engine", "vllm", "--max-tokens", "24", "--out", str(out)]  # fmt: skip
+        assert _main(argv) == 0
+        printed = capsys.readouterr().out
+        table = (out / "table.md").read_text().splitlines()
+        assert table[0] == "| model | " + " | ".join(s.column for s in suite) + " |"
+        assert table[2].startswith(f"| {smollm2_dir.name} |") and table[2] in printed
+        report = json.loads((out / "suite.json").read_text())
+        (row,) = report["rows"].values()
+        (datasets,) = (r["datasets"] for r in report["reports"].values())
+        (model_out,) = [p for p in out.iterdir() if p.is_dir()]
+        for s, name in zip(suite, datasets, strict=True):  # the report keeps the suite's order
+            assert name.startswith(s.data)
+            samples = [json.loads(x) for x in
+                       (model_out / f"samples_{name}.jsonl").read_text().splitlines()]  # fmt: skip
+            greedy = [r["score"] for r in samples if r["sample"] == "greedy"]
+            sampled = [r["score"] for r in samples if r["sample"] != "greedy"]
+            prompts = 2 if s.data == "gpqa_diamond" else 3
+            assert len(greedy) == prompts and len(sampled) == prompts * (s.n if s.n > 1 else 0)
+            want = _mean(sampled) if s.n > 1 else _mean(greedy)
+            assert row[s.column] == pytest.approx(want), (suite_name, s.column)
+            if s.data == "gpqa_diamond":  # the choice scorer read letters, not numbers
+                assert all(r["label"] in "ABCD" for r in samples)
+
+
 def test_map_keys_names_a_raw_files_fields(model_dir, tmp_path, capsys):
     source = tmp_path / "aime_like.jsonl"
     rows = [{"Problem": f"What is {i} + {i}?", "Answer": str(2 * i), "ID": i} for i in range(3)]

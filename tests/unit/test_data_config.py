@@ -18,9 +18,9 @@ def test_the_datasets_ship():
 def test_shipped_configs_validate(name):
     config = load_dataset_config(name)
     # Generated arithmetic rows are already (question, label): the generic handler reads them;
-    # MATH-500 and AIME files have DeepScaleR's fields; GPQA Diamond is GPQA.
+    # MATH-500, AIME and AMC files have DeepScaleR's fields; GPQA Diamond is GPQA.
     reused = {"arithmetic": "generic", "math500": "deepscaler", "aime24": "deepscaler",
-              "gpqa_diamond": "gpqa"}  # fmt: skip
+              "aime25": "deepscaler", "amc23": "deepscaler", "gpqa_diamond": "gpqa"}  # fmt: skip
     assert config.handler == reused.get(name, name)
     assert config.handler in HANDLERS
     assert config.template in load_templates(SHIPPED_TEMPLATES)
