@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     check_fits(cfg, args.config_name)  # refuses a layout predicted not to fit the devices
     if args.check:
         print(f"train_grpo: {args.config_name} is valid")
-        print(f"train_grpo: layout: {layout_text(cfg)}")
+        from mindspeed_rl.driver.grpo import layout_text, ranks_text
+
+        print(f"train_grpo: layout: {ranks_text(cfg)}: {layout_text(cfg)}")
         if not cfg.model.load_dir:
             print(f"train_grpo: model.load_dir is empty: the run converts model.hf_dir "
                   f"({cfg.model.hf_dir}) into {cfg.trainer.output_dir}/init_mcore at start-up")  # fmt: skip
@@ -73,21 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         return run(small, args.config_name,
                    lambda c, name, console: run_preflight(cfg, c, name, console))  # fmt: skip
     return run(cfg, args.config_name)
-
-
-def layout_text(cfg) -> str:
-    """Which ranks train and which generate, in words."""
-    from mindspeed_rl.utils.console import plural
-
-    m, res, tp = cfg.model, cfg.resources, cfg.rollout.infer_tp
-    train = f"{plural(res.world_size, 'rank')} train (TP{m.tp} PP{m.pp} DP{cfg.dp})"
-    if not res.rollout_workers:
-        engines = plural(res.world_size // tp, "engine")
-        return f"{train} and generate in turn ({engines} of infer TP{tp})"
-    when = ("the next batch while this one trains (one step off policy)"
-            if cfg.algorithm.max_staleness else "after each update (on-policy)")  # fmt: skip
-    return (f"{train}; {res.rollout_workers} more only generate "
-            f"({plural(res.rollout_workers // tp, 'engine')} of infer TP{tp}), {when}")  # fmt: skip
 
 
 def run(cfg, config_name: str, job=None) -> int:

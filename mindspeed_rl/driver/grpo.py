@@ -553,33 +553,51 @@ def startup_summary(cfg: GRPOConfig, config_name: str, load_dir: Path, resume: i
     from mindspeed_rl.utils.console import logs_dir
 
     _, meta = mf.read_meta(load_dir)
-    spec, m, res = meta.spec, cfg.model, cfg.resources
+    spec, m = meta.spec, cfg.model
     name = Path(m.hf_dir).name if m.hf_dir else load_dir.name
-    dp = res.world_size // (m.tp * m.pp)
-    vpp = f" x {m.virtual_pipeline_stages} virtual" if m.virtual_pipeline_stages > 1 else ""
-    optimizer = "distributed" if cfg.optim.use_distributed_optimizer else "replicated"
-    recompute = f", {m.recompute_granularity} recompute" if m.recompute_granularity else ""
     out = resolve(cfg.trainer.output_dir)
     val = f"; held-out {val_rows} ({cfg.data.val_prefix})" if val_rows else ""
     start = f"resuming after iteration {resume}" if resume else "from the start"
     logs = "shown here (--verbose)" if cfg.logging.verbose else f"in {shown(logs_dir(out))}/"
-    gen = res.rollout_workers
-    engines = plural((gen or res.world_size) // cfg.rollout.infer_tp, "engine")
-    if gen:
-        engines += (f" on {plural(gen, 'generation-only rank')}"
-                    + (", one step off policy" if cfg.algorithm.max_staleness else ""))  # fmt: skip
     return [
         f"mindspeed-rl GRPO: {config_name} -> {shown(out)}",
         f"  model   {name}: {spec.family}, {spec.num_layers} layers, hidden {spec.hidden_size}, "
         f"{total_params(spec) / 1e6:.1f}M parameters, {m.params_dtype}",
-        f"  layout  {res.world_size + gen} {get_kind(cfg)} ranks on {plural(res.nnodes, 'node')}: "
-        f"train TP{m.tp} PP{m.pp}{vpp} DP{dp} ({optimizer} optimizer{recompute}); "
-        f"rollout {cfg.rollout.engine} TP{cfg.rollout.infer_tp} x {engines}",
+        f"  layout  {ranks_text(cfg)}: {layout_text(cfg)}",
         f"  data    train {train_rows} prompts ({cfg.data.train_prefix}){val}",
         f"  run     {cfg.trainer.iterations} iterations x {cfg.data.prompts_per_iteration} prompts "
         f"x {cfg.sampling.n} samples, responses <= {cfg.sampling.max_tokens} tokens, {start}",
         f"  logs    what vLLM, megatron-core and Ray print: {logs}",
     ] + ([f"  note    {note}"] if (note := dtype_note(cfg)) else [])
+
+
+def ranks_text(cfg: GRPOConfig) -> str:
+    """All of a run's ranks and nodes: ``3 cpu ranks on 1 node`` (the configured device kind,
+    or what ``auto`` finds here)."""
+    res = cfg.resources
+    total = res.world_size + res.rollout_workers
+    kind = get_kind(cfg) if res.device == "auto" else res.device
+    return f"{total} {kind} ranks on {plural(res.nnodes, 'node')}"
+
+
+def layout_text(cfg: GRPOConfig) -> str:
+    """Which ranks train (with what parallelism) and which generate, and when: the one
+    wording of the start-up summary, ``--check`` and ``--preflight``."""
+    m, res, tp = cfg.model, cfg.resources, cfg.rollout.infer_tp
+    vpp = f" x {m.virtual_pipeline_stages} virtual" if m.virtual_pipeline_stages > 1 else ""
+    optimizer = "distributed" if cfg.optim.use_distributed_optimizer else "replicated"
+    recompute = f", {m.recompute_granularity} recompute" if m.recompute_granularity else ""
+    n, gen = res.world_size, res.rollout_workers
+    s = "s" if n == 1 else ""  # "1 rank trains", "2 ranks train"
+    train = (f"{plural(n, 'rank')} train{s} (TP{m.tp} PP{m.pp}{vpp} DP{cfg.dp}, "
+             f"{optimizer} optimizer{recompute})")  # fmt: skip
+    engine = f"{cfg.rollout.engine} engine"
+    engines = f"{plural((gen or n) // tp, engine)} of infer TP{tp}"
+    if not gen:
+        return f"{train} and generate{s} in turn ({engines})"
+    when = ("the next batch while this one trains (one step off policy)"
+            if cfg.algorithm.max_staleness else "after each update (on-policy)")  # fmt: skip
+    return f"{train}; {gen} more only generate{'s' if gen == 1 else ''} ({engines}), {when}"
 
 
 def dtype_note(cfg: GRPOConfig) -> str | None:

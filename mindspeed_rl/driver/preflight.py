@@ -24,7 +24,7 @@ from mindspeed_rl.checkpoint import megatron_format as mf
 from mindspeed_rl.config.grpo import GRPOConfig, resolve
 from mindspeed_rl.driver.metrics import duration
 from mindspeed_rl.errors import UserError
-from mindspeed_rl.utils.console import plural, shown
+from mindspeed_rl.utils.console import shown
 
 ITERATIONS = 2
 MAX_TOKENS = 32
@@ -151,7 +151,9 @@ def run_preflight(
         TRAINER_STATE,
         Timer,
         get_kind,
+        layout_text,
         prepare_initial_checkpoint,
+        ranks_text,
         resolved,
         save_checkpoint,
         train_step,
@@ -177,16 +179,10 @@ def run_preflight(
         data_prefix=str(resolve(cfg.data.train_prefix)),
         batch_size=cfg.data.prompts_per_iteration, seed=cfg.data.seed,
     ))  # fmt: skip
-    m, res = cfg.model, cfg.resources
+    say(f"preflight: {config_name}: {ranks_text(cfg)}: {layout_text(cfg)}; {ITERATIONS} "
+        f"iterations x {cfg.data.prompts_per_iteration} prompts x {cfg.sampling.n} samples, "
+        f"responses <= {cfg.sampling.max_tokens} tokens; a save and its resume")  # fmt: skip
     kind = get_kind(cfg)
-    gen = (
-        f" on {plural(res.rollout_workers, 'generation-only rank')}" if res.rollout_workers else ""
-    )
-    say(f"preflight: {config_name}: {res.world_size} {kind} ranks on "
-        f"{plural(res.nnodes, 'node')}, train TP{m.tp} PP{m.pp} DP{cfg.dp}, rollout TP"
-        f"{cfg.rollout.infer_tp}{gen}; {ITERATIONS} iterations x {cfg.data.prompts_per_iteration} "
-        f"prompts x {cfg.sampling.n} samples, responses <= {cfg.sampling.max_tokens} tokens; "
-        f"a save and its resume")  # fmt: skip
     report = PreflightReport(kind)
     t = Timer()
     try:
@@ -227,6 +223,7 @@ def run_preflight(
         say(line)
     shutil.rmtree(ckpt_root, ignore_errors=True)
     peak = report.peak
+    res = cfg.resources
     budget = res.device_memory_gb * GB
     if budget > 0 and peak.peak > budget:
         raise UserError(

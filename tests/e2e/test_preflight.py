@@ -76,7 +76,10 @@ def test_preflight_tensor_parallel_train_and_rollout(
                         "trainer.pack_prompts=false", "trainer.max_tokens_per_micro_batch=512")  # fmt: skip
     proc = _run_preflight(cmd)
     _check_passed(proc, out)
-    assert "train TP2 PP1 DP1, rollout TP2" in proc.stdout, proc.stdout
+    assert (
+        "2 ranks train (TP2 PP1 DP1, replicated optimizer) and generate in turn (1 vllm "
+        "engine of infer TP2)"
+    ) in proc.stdout, proc.stdout
 
 
 def test_preflight_with_a_generation_only_rank(tmp_path, tiny_chat_model, gsm8k_prompts):
@@ -87,7 +90,10 @@ def test_preflight_with_a_generation_only_rank(tmp_path, tiny_chat_model, gsm8k_
                         "resources.rollout_workers=1", "algorithm.max_staleness=1")  # fmt: skip
     proc = _run_preflight(cmd)
     _check_passed(proc, out)
-    assert "rollout TP1 on 1 generation-only rank;" in proc.stdout, proc.stdout
+    assert (
+        "2 cpu ranks on 1 node: 1 rank trains (TP1 PP1 DP1, replicated optimizer); 1 more "
+        "only generates (1 vllm engine of infer TP1), the next batch while this one trains"
+    ) in proc.stdout, proc.stdout
     assert "build" in proc.stdout and "(2 ranks)" in proc.stdout, proc.stdout
 
 
@@ -105,7 +111,7 @@ def test_preflight_pipeline_parallel_over_the_memory_budget(
     assert set(_table(proc.stdout)) == PHASES, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "over resources.device_memory_gb=1.3" in lines[0], proc.stderr
-    assert "train TP1 PP2 DP1" in proc.stdout
+    assert "2 ranks train (TP1 PP2 DP1" in proc.stdout
 
 
 def test_preflight_refuses_a_layout_plan_rejects(tmp_path, tiny_chat_model, gsm8k_prompts):

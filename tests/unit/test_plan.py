@@ -409,13 +409,15 @@ def test_train_grpo_check_refuses_what_does_not_fit(qwen32b_dir, capsys):
     assert train.main([*args, "resources.device_memory_gb=0"]) == 0
     out = capsys.readouterr().out
     assert "is valid" in out
-    assert "layout: 16 ranks train (TP8 PP2 DP1) and generate in turn (16 engines" in out
+    assert ("layout: 16 cuda ranks on 2 nodes: 16 ranks train (TP8 PP2 DP1, distributed optimizer, "
+            "full recompute) and generate in turn (16 vllm engines of infer TP1)") in out  # fmt: skip
     split = [*args, "resources.device_memory_gb=0", "resources.rollout_workers=4",
              "algorithm.max_staleness=1"]  # fmt: skip
     assert train.main(split) == 0
     assert (
-        "16 ranks train (TP8 PP2 DP1); 4 more only generate (4 engines of infer TP1), the "
-        "next batch while this one trains (one step off policy)"
+        "layout: 20 cuda ranks on 2 nodes: 16 ranks train (TP8 PP2 DP1, distributed optimizer, "
+        "full recompute); 4 more only generate (4 vllm engines of infer TP1), the next batch "
+        "while this one trains (one step off policy)"
     ) in capsys.readouterr().out
     assert (
         train.main(
