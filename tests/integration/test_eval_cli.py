@@ -38,13 +38,40 @@ def jsonl(tmp_path_factory) -> Path:
     # GSM8K questions (varied text: a random model's greedy responses differ between them),
     # in the problem / answer shape of MATH-500-style files.
     path = tmp_path_factory.mktemp("eval-data") / "sums.jsonl"
-    lines = (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()[:PROMPTS]
-    rows = [json.loads(line) for line in lines]
-    rows = [
-        {"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()} for r in rows
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in _gsm8k_problems(0, PROMPTS)))
     return path
+
+
+GSM8K_TEST = REPO_ROOT / "assets" / "gsm8k" / "test.jsonl"
+
+
+def _gsm8k_problems(start: int, stop: int) -> list[dict]:
+    """GSM8K test questions ``start:stop`` in the problem / answer shape of MATH-500, AIME and
+    AMC files."""
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[start:stop]]
+    return [{"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()}
+            for r in rows]  # fmt: skip
+
+
+def _stand_ins(folder: Path, tokenizer: Path, files: dict[str, list[dict] | str]) -> dict[str, str]:
+    """Each named set's stand-in file written (problem / answer rows as JSONL, or a GPQA CSV's
+    text) and preprocessed by its shipped config: {set name: prefix}."""
+    from mindspeed_rl.data.preprocess import load_dataset_config, preprocess
+
+    prefixes = {}
+    for name, content in files.items():
+        source = folder / (f"{name}.csv" if isinstance(content, str) else f"{name}.jsonl")
+        source.write_text(content if isinstance(content, str)
+                          else "".join(json.dumps(r) + "\n" for r in content))  # fmt: skip
+        prefix = folder / "data" / name / "test"
+        preprocess(load_dataset_config(name, [
+            f"input={source}", f"output_prefix={prefix}", f"tokenizer={tokenizer}",
+            "template=chatml_r1_oneshot", "workers=1"]))  # fmt: skip
+        prefixes[name] = str(prefix)
+    return prefixes
+
+
+GPQA_HEADER = "Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
 
 
 @pytest.fixture(scope="module")
@@ -174,31 +201,12 @@ def test_a_training_runs_model_keeps_its_template(model_dir, prefix, jsonl, tmp_
 def test_the_r1zero_suite_table_from_one_command(model_dir, tmp_path, capsys):
     # Small generated stand-ins for MATH-500, AIME24 and GPQA Diamond (users bring the real
     # files), preprocessed with the shipped configs' handlers; two models, one row each.
-    import csv
     import shutil
 
-    from mindspeed_rl.data.preprocess import load_dataset_config, preprocess
-
-    rows = [json.loads(line) for line in
-            (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()[:5]]  # fmt: skip
-    problems = [{"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()}
-                for r in rows]  # fmt: skip
-    (tmp_path / "math500.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems[:3]))
-    (tmp_path / "aime24.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems[3:]))
-    with (tmp_path / "gpqa.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
-                         "Incorrect Answer 3"])  # fmt: skip
-        writer.writerow(["Which gas is noble?", "Argon", "Oxygen", "Iron", "Sodium"])
-        writer.writerow(["What is 2 + 2?", "4", "3", "5", "22"])
-    where = []
-    for name, source in (("math500", "math500.jsonl"), ("aime24", "aime24.jsonl"),
-                         ("gpqa_diamond", "gpqa.csv")):  # fmt: skip
-        prefix = tmp_path / "data" / name / "test"
-        preprocess(load_dataset_config(name, [
-            f"input={tmp_path / source}", f"output_prefix={prefix}", f"tokenizer={model_dir}",
-            "template=chatml_r1_oneshot", "workers=1"]))  # fmt: skip
-        where += ["--suite-data", f"{name}={prefix}"]
+    gpqa = GPQA_HEADER + "Which gas is noble?,Argon,Oxygen,Iron,Sodium\nWhat is 2 + 2?,4,3,5,22\n"
+    prefixes = _stand_ins(tmp_path, model_dir, {
+        "math500": _gsm8k_problems(0, 3), "aime24": _gsm8k_problems(3, 5), "gpqa_diamond": gpqa})  # fmt: skip
+    where = [x for name, prefix in prefixes.items() for x in ("--suite-data", f"{name}={prefix}")]
     other = tmp_path / "other"
     shutil.copytree(model_dir, other)
     out = tmp_path / "suite"
@@ -232,37 +240,18 @@ def test_smollm2_on_every_named_set_in_both_suites(smollm2_dir, tmp_path, capsys
     # each preprocessed by its shipped config. Both suites print their table, and every
     # figure is what the set's samples file says: the greedy rows' mean score for pass@1, the
     # sampled rows' mean for avg@k, with k samples per prompt.
-    import csv
-
-    from mindspeed_rl.data.preprocess import load_dataset_config, preprocess
     from mindspeed_rl.eval import suites
 
-    lines = (REPO_ROOT / "assets" / "gsm8k" / "test.jsonl").read_text().splitlines()
-    raw = [json.loads(line) for line in lines[:15]]
-    math_sets = ("math500", "amc23", "aime24", "aime25")
-    for k, name in enumerate(math_sets):
-        rows = [{"problem": r["question"], "answer": r["answer"].split("####")[-1].strip()}
-                for r in raw[3 * k : 3 * k + 3]]  # fmt: skip
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines[12:15]) + "\n")
-    with (tmp_path / "gpqa.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
-                         "Incorrect Answer 3"])  # fmt: skip
-        writer.writerow(["Which gas is a noble gas?", "Argon", "Oxygen", "Nitrogen", "Chlorine"])
-        writer.writerow(["What is 7 times 6?", "42", "36", "48", "13"])
-    where = []
-    for name, source in [*((n, f"{n}.jsonl") for n in math_sets), ("gsm8k", "gsm8k.jsonl"),
-                         ("gpqa_diamond", "gpqa.csv")]:  # fmt: skip
-        prefix = tmp_path / "data" / name / "test"
-        preprocess(load_dataset_config(name, [
-            f"input={tmp_path / source}", f"output_prefix={prefix}", f"tokenizer={smollm2_dir}",
-            "template=chatml_r1_oneshot", "workers=1"]))  # fmt: skip
-        where.append((name, str(prefix)))
+    files = {name: _gsm8k_problems(3 * k, 3 * k + 3)
+             for k, name in enumerate(("math500", "amc23", "aime24", "aime25"))}  # fmt: skip
+    gsm8k = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[12:15]]
+    files["gsm8k"] = gsm8k  # GSM8K's own shape: question, answer ending in "#### n"
+    files["gpqa_diamond"] = (GPQA_HEADER + "Which gas is a noble gas?,Argon,Oxygen,Nitrogen,"
+                             "Chlorine\nWhat is 7 times 6?,42,36,48,13\n")  # fmt: skip
+    prefixes = _stand_ins(tmp_path, smollm2_dir, files)
     for suite_name in ("math", "r1zero"):
         suite = suites.get_suite(suite_name)
-        wanted = {s.data for s in suite}
-        pairs = [f"{n}={p}" for n, p in where if n in wanted]
+        pairs = [f"{s.data}={prefixes[s.data]}" for s in suite]
         out = tmp_path / suite_name
         argv = ["--model", str(smollm2_dir), "--suite", suite_name,
                 *(x for pair in pairs for x in ("--suite-data", pair)),
