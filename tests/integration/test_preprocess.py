@@ -99,6 +99,18 @@ def aime24_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
     return write_jsonl(tmp_path / "aime24.jsonl", rows), [str(100 + i) for i in range(5)]
 
 
+def aime25_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    rows = [{"problem": f"AIME 2025 problem {i}", "answer": str(70 + i), "id": i} for i in range(3)]
+    return write_jsonl(tmp_path / "aime25.jsonl", rows), [str(70 + i) for i in range(3)]
+
+
+def amc23_fixture(tmp_path: Path) -> tuple[Path, list[str]]:
+    # AMC answers as some public copies write them: JSON numbers (27.0), written out as text.
+    answers = [27.0, 3.0, 0.5]
+    rows = [{"problem": f"AMC problem {i}", "answer": a} for i, a in enumerate(answers)]
+    return write_jsonl(tmp_path / "amc23.jsonl", rows), ["27.0", "3.0", "0.5"]
+
+
 FIXTURES = {
     "arithmetic": arithmetic_fixture,
     "deepscaler": deepscaler_fixture,
@@ -108,6 +120,8 @@ FIXTURES = {
     "gpqa_diamond": gpqa_fixture,
     "math500": math500_fixture,
     "aime24": aime24_fixture,
+    "aime25": aime25_fixture,
+    "amc23": amc23_fixture,
 }
 
 

@@ -55,6 +55,8 @@ GOLDS: dict[str, list[str]] = {
     "y = 2x + 3": ["y=2x+3", "y = 3 + 2x"],
     "\\infty": ["\\infty"],
     "59049": ["59049", "59,049"],
+    # AMC copies that store answers as JSON numbers: the label is written out as "27.0".
+    "27.0": ["27", "27.0", "x = 27"],
 }
 
 
