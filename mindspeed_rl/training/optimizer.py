@@ -123,17 +123,35 @@ def _inner_optimizers(optimizer: MegatronOptimizer) -> list[MegatronOptimizer]:
     return list(getattr(optimizer, "chained_optimizers", [optimizer]))
 
 
-def state_tensors(optimizer: MegatronOptimizer) -> list[torch.Tensor]:
-    """What megatron-core's ``offload_to_cpu`` moves off the device: the tensors the inner
-    torch optimizer steps (fp32 main params for bf16 training, this rank's shard of them with
-    the distributed optimizer) and their Adam state."""
-    out: list[torch.Tensor] = []
-    for opt in _inner_optimizers(optimizer):
+def _state_slots(optimizer: MegatronOptimizer):
+    """(key, holder, name) of every tensor megatron-core's ``offload_to_cpu`` moves off the
+    device: ``holder.data`` (name None) is a tensor the inner torch optimizer steps (fp32 main
+    params for bf16 training, this rank's shard of them with the distributed optimizer),
+    ``holder[name]`` one of its Adam state tensors. Keys are stable across iterations."""
+    for i, opt in enumerate(_inner_optimizers(optimizer)):
         inner = opt.optimizer
-        out += [p for g in inner.param_groups for p in g["params"]]
-        out += [v for s in inner.state.values() for v in s.values()
-                if isinstance(v, torch.Tensor) and v.dim() > 0]  # fmt: skip
-    return out
+        for g, group in enumerate(inner.param_groups):
+            for j, p in enumerate(group["params"]):
+                yield (i, g, j, None), p, None
+                for name, v in inner.state.get(p, {}).items():
+                    if isinstance(v, torch.Tensor) and v.dim() > 0:
+                        yield (i, g, j, name), inner.state[p], name
+
+
+def _slot_get(holder, name: str | None) -> torch.Tensor:
+    return holder.data if name is None else holder[name]
+
+
+def _slot_put(holder, name: str | None, tensor: torch.Tensor) -> None:
+    if name is None:
+        holder.data = tensor
+    else:
+        holder[name] = tensor
+
+
+def state_tensors(optimizer: MegatronOptimizer) -> list[torch.Tensor]:
+    """What megatron-core's ``offload_to_cpu`` moves off the device (see :func:`_state_slots`)."""
+    return [_slot_get(holder, name) for _, holder, name in _state_slots(optimizer)]
 
 
 def steps_model_params(optimizer: MegatronOptimizer) -> bool:
@@ -179,24 +197,12 @@ class HostMirror:
         self.buffers: dict[tuple, torch.Tensor] = {}
         self.device: torch.device | None = None
 
-    def _slots(self):
-        """(key, holder, name) of every tensor to move: ``holder[name]`` is a state entry,
-        ``holder.data`` (name None) a stepped parameter. Keys are stable across iterations."""
-        for i, opt in enumerate(_inner_optimizers(self.optimizer)):
-            inner = opt.optimizer
-            for g, group in enumerate(inner.param_groups):
-                for j, p in enumerate(group["params"]):
-                    yield (i, g, j, None), p, None
-                    for name, v in inner.state.get(p, {}).items():
-                        if isinstance(v, torch.Tensor) and v.dim() > 0:
-                            yield (i, g, j, name), inner.state[p], name
-
     def offload(self, synchronize: Callable[[], None]) -> int:
         """Copy every tensor into its host buffer and point the optimizer at the buffers (the
         device copies are freed once the copies are done); returns the bytes moved."""
         moves = []
-        for key, holder, name in self._slots():
-            t = holder.data if name is None else holder[name]
+        for key, holder, name in _state_slots(self.optimizer):
+            t = _slot_get(holder, name)
             host = self.buffers.get(key)
             if host is None or host.shape != t.shape or host.dtype != t.dtype:
                 host = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=self.pin)
@@ -207,20 +213,13 @@ class HostMirror:
             moves.append((holder, name, host))
         synchronize()  # the device tensors stay alive until their copies have landed
         for holder, name, host in moves:
-            if name is None:
-                holder.data = host
-            else:
-                holder[name] = host
+            _slot_put(holder, name, host)
         return sum(h.numel() * h.element_size() for _, _, h in moves)
 
     def restore(self) -> None:
         """Copy the buffers back to the device the state came from (the buffers are kept for
         the next offload)."""
         device = self.device or torch.device("cpu")
-        for _, holder, name in self._slots():
-            t = holder.data if name is None else holder[name]
-            moved = t.to(device, non_blocking=self.pin, copy=True)
-            if name is None:
-                holder.data = moved
-            else:
-                holder[name] = moved
+        for _, holder, name in _state_slots(self.optimizer):
+            moved = _slot_get(holder, name).to(device, non_blocking=self.pin, copy=True)
+            _slot_put(holder, name, moved)
